@@ -1,0 +1,65 @@
+"""pyworkflowy_nb: a workflow engine for async and parallel Python tasks, at home in Jupyter.
+
+The engine (everything importable from here) uses only the standard library. The notebook
+layer (``pyworkflowy_nb.notebook``: magics, the live widget, cloudpickle checkpoints) is
+imported only when asked for, e.g. by ``%load_ext pyworkflowy_nb``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._checkpoint import Checkpointer as Checkpointer
+from ._checkpoint import FileCheckpointer as FileCheckpointer
+from ._checkpoint import JSONCheckpointer as JSONCheckpointer
+from ._checkpoint import PickleCheckpointer as PickleCheckpointer
+from ._context import TaskContext as TaskContext
+from ._context import current_task as current_task
+from ._context import get_current_runner as get_current_runner
+from ._events import EventLog as EventLog
+from ._events import TaskEvent as TaskEvent
+from ._handle import RunResults as RunResults
+from ._handle import TaskHandle as TaskHandle
+from ._handle import TaskResult as TaskResult
+from ._handle import TaskStatus as TaskStatus
+from ._run import TaskRunner as TaskRunner
+from ._task import Task as Task
+from ._task import TaskBase as TaskBase
+from ._task import task as task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Checkpointer",
+    "EventLog",
+    "FileCheckpointer",
+    "JSONCheckpointer",
+    "PickleCheckpointer",
+    "RunResults",
+    "Task",
+    "TaskBase",
+    "TaskContext",
+    "TaskEvent",
+    "TaskHandle",
+    "TaskResult",
+    "TaskRunner",
+    "TaskStatus",
+    "current_task",
+    "get_current_runner",
+    "load_ipython_extension",
+    "task",
+    "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext pyworkflowy_nb``: registers the cell magics (needs IPython)."""
+    from .notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .notebook import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -1,0 +1,436 @@
+"""The dispatcher: ready queues, worker slots, attempts, retries, settling and cancellation.
+
+Everything that changes a handle's state happens here, under the runner's lock, and each
+transition touches only the handle and its direct children: a ready heap per execution lane
+(ordered by priority, then submission order) and per-handle counters of unfinished parents mean
+nothing ever rescans all handles. Sync tasks on the asyncio lane run inline on the loop (no
+asyncio.Task per call), which is what makes 100,000 small tasks cheap; the loop is yielded every
+few milliseconds so timers, cancellations and cross-thread submissions still get through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import random
+import threading
+import time
+from concurrent.futures import Future as PoolFuture
+from typing import TYPE_CHECKING, Any
+
+from ._context import TaskContext, _current_task
+from ._handle import TaskHandle, TaskStatus, skipped_error
+from ._pools import Pools, call_in_process, call_in_thread
+from .exceptions import (
+    DependencyFailedError,
+    RetryExhaustedError,
+    TaskCancelledError,
+    TaskTimeoutError,
+)
+
+if TYPE_CHECKING:
+    from ._run import TaskRunner
+
+__all__ = ["Dispatcher", "Run"]
+
+logger = logging.getLogger("pyworkflowy_nb")
+
+_PENDING = TaskStatus.PENDING
+_RUNNING = TaskStatus.RUNNING
+_RETRYING = TaskStatus.RETRYING
+_COMPLETED = TaskStatus.COMPLETED
+_FAILED = TaskStatus.FAILED
+_SKIPPED = TaskStatus.SKIPPED
+_CANCELLED = TaskStatus.CANCELLED
+_LANES = ("asyncio", "thread", "process")
+_BATCH = 256
+_YIELD_EVERY = 0.005  # seconds of inline work before the loop gets a turn
+
+
+def lane_of(handle: TaskHandle[Any]) -> str:
+    """Where an attempt physically runs. A sync task with a timeout cannot be interrupted on
+    the loop, so on the asyncio backend it runs in the thread pool instead."""
+    lane = handle._backend
+    if lane == "asyncio" and not handle.task.is_async and handle.task.timeout is not None:
+        return "thread"
+    return lane
+
+
+class Run:
+    """One call of ``arun``: the loop it drives and how to wake it."""
+
+    __slots__ = ("abort_error", "future", "loop", "thread_id", "wake_scheduled", "wakeup")
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread_id = 0
+        self.wakeup: asyncio.Event | None = None
+        self.wake_scheduled = False
+        self.abort_error: BaseException | None = None
+        self.future: PoolFuture[Any] | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.thread_id = threading.get_ident()
+        self.wakeup = asyncio.Event()
+
+    def on_loop_thread(self) -> bool:
+        return self.thread_id == threading.get_ident()
+
+    def _wake_from_afar(self) -> None:
+        self.wake_scheduled = False
+        assert self.wakeup is not None
+        self.wakeup.set()
+
+
+class Dispatcher:
+    def __init__(self, runner: TaskRunner) -> None:
+        self.runner = runner
+        self.lock = runner._lock
+        self.bus = runner._bus
+        self.max_workers = runner.max_workers
+        self.pools = Pools(runner.max_workers)
+        self.heaps: dict[str, list[tuple[int, int, TaskHandle[Any]]]] = {n: [] for n in _LANES}
+        self.inflight = dict.fromkeys(_LANES, 0)
+        self.caps = {n: self.pools.capacity(n) for n in _LANES}
+        self.total_inflight = 0
+        self.unfinished = 0
+        self.run: Run | None = None
+        self.rng = random.Random()
+
+    # -- queueing --------------------------------------------------------------------------------
+    def push_ready(self, h: TaskHandle[Any]) -> None:
+        heapq.heappush(self.heaps[lane_of(h)], (-h.task.priority, h._seq, h))
+        self.wake()
+
+    def wake(self) -> None:
+        run = self.run
+        if run is None or run.loop is None:
+            return
+        if run.on_loop_thread():
+            assert run.wakeup is not None
+            run.wakeup.set()
+        elif not run.wake_scheduled:
+            run.wake_scheduled = True
+            try:
+                run.loop.call_soon_threadsafe(run._wake_from_afar)
+            except RuntimeError:  # the loop closed in between: that run is over
+                run.wake_scheduled = False
+
+    def take(self) -> list[TaskHandle[Any]]:
+        """Pop up to a batch of startable handles, best priority first, within capacity."""
+        out: list[TaskHandle[Any]] = []
+        heaps, inflight, caps = self.heaps, self.inflight, self.caps
+        limit = self.max_workers
+        while len(out) < _BATCH:
+            if limit and self.total_inflight >= limit:
+                break
+            best: list[tuple[int, int, TaskHandle[Any]]] | None = None
+            best_lane = ""
+            for lane in _LANES:
+                heap = heaps[lane]
+                if heap and (lane == "asyncio" or inflight[lane] < caps[lane]) and (
+                        best is None or heap[0] < best[0]):
+                    best, best_lane = heap, lane
+            if best is None:
+                break
+            h = heapq.heappop(best)[2]
+            if (h.status is not _PENDING and h.status is not _RETRYING) or h._waiting:
+                continue  # cancelled while queued, or given a new dependency since
+            h.status = _RUNNING
+            inflight[best_lane] += 1
+            self.total_inflight += 1
+            out.append(h)
+        return out
+
+    def release(self, lane: str) -> None:
+        self.inflight[lane] -= 1
+        self.total_inflight -= 1
+
+    # -- driving -------------------------------------------------------------------------------
+    async def drive(self, run: Run) -> None:
+        assert run.wakeup is not None
+        wakeup = run.wakeup
+        lock = self.lock
+        next_yield = time.perf_counter() + _YIELD_EVERY
+        while True:
+            with lock:
+                batch = self.take()
+                if not batch:
+                    if self.unfinished <= 0:
+                        return
+                    wakeup.clear()
+            if batch:
+                for h in batch:
+                    self.launch(h, run)
+                if time.perf_counter() >= next_yield:
+                    await asyncio.sleep(0)
+                    next_yield = time.perf_counter() + _YIELD_EVERY
+                continue
+            await wakeup.wait()
+
+    def launch(self, h: TaskHandle[Any], run: Run) -> None:
+        task = h.task
+        ctx = h._ctx
+        if ctx is None:
+            ctx = h._ctx = TaskContext(h.name, h.key, 0)
+        h.attempts += 1
+        attempt = ctx.attempt = h.attempts
+        if h.started_at is None:
+            h.started_at = time.time()
+        if self.bus.active:
+            self.bus.emit("started", h, attempt)
+        lane = lane_of(h)
+        if lane == "asyncio":
+            if task.is_async:
+                assert run.loop is not None
+                h._inflight = run.loop.create_task(self._run_coroutine(h, ctx, attempt))
+                return
+            token = _current_task.set(ctx)
+            try:
+                value = task.fn(*h.args, **h.kwargs)
+            except Exception as exc:
+                _current_task.reset(token)
+                self.attempt_done(h, attempt, None, exc, "asyncio")
+                return
+            except BaseException as exc:  # KeyboardInterrupt, SystemExit: fail it, then stop
+                _current_task.reset(token)
+                self.attempt_done(h, attempt, None, exc, "asyncio")
+                raise
+            _current_task.reset(token)
+            self.attempt_done(h, attempt, value, None, "asyncio")
+            return
+        self._launch_in_pool(h, ctx, attempt, lane, run)
+
+    def _launch_in_pool(self, h: TaskHandle[Any], ctx: TaskContext, attempt: int, lane: str,
+                        run: Run) -> None:
+        loop = run.loop
+        assert loop is not None
+        try:
+            pool = self.pools.get(lane)
+            if lane == "thread":
+                cf = pool.submit(call_in_thread, ctx, h.task.fn, h.args, h.kwargs)
+            else:
+                cf = pool.submit(call_in_process, h.task, h.args, h.kwargs)
+        except Exception as exc:  # a broken or shut-down pool fails the attempt, not the run
+            self.attempt_done(h, attempt, None, exc, lane)
+            return
+        h._inflight = cf
+        timer = None
+        if h.task.timeout is not None:
+            timer = loop.call_later(h.task.timeout, self._pool_timeout, h, attempt, cf)
+
+        def done(f: PoolFuture[Any]) -> None:  # runs on a worker or pool-manager thread
+            with self.lock:
+                self.release(lane)
+            try:
+                loop.call_soon_threadsafe(self._pool_finished, h, attempt, f, timer)
+            except RuntimeError:
+                pass  # the run's loop is gone: this attempt was abandoned and already settled
+
+        cf.add_done_callback(done)
+
+    def _pool_finished(self, h: TaskHandle[Any], attempt: int, f: PoolFuture[Any],
+                       timer: asyncio.TimerHandle | None) -> None:
+        if timer is not None:
+            timer.cancel()
+        if f.cancelled():
+            self.attempt_done(h, attempt, None, TaskCancelledError(
+                f"task {h.key!r} was cancelled before its worker started", task=h.key), None)
+        else:
+            exc = f.exception()
+            self.attempt_done(h, attempt, None if exc else f.result(), exc, None)
+        self.wake()
+
+    def _pool_timeout(self, h: TaskHandle[Any], attempt: int, cf: PoolFuture[Any]) -> None:
+        with self.lock:
+            if h.attempts != attempt or h.status is not _RUNNING:
+                return
+            if h._ctx is not None:
+                h._ctx.cancel_event.set()  # a cooperative body can notice and stop early
+            cf.cancel()
+            self.settle(h, _FAILED, None, self._timeout_error(h, attempt))
+
+    @staticmethod
+    def _timeout_error(h: TaskHandle[Any], attempt: int) -> TaskTimeoutError:
+        timeout = h.task.timeout or 0.0
+        return TaskTimeoutError(
+            f"task {h.key!r} attempt {attempt} exceeded its timeout of {timeout:g} s "
+            "(timeouts are not retried; raise timeout= if the work needs longer)",
+            task=h.key, timeout=timeout, attempts=attempt)
+
+    async def _run_coroutine(self, h: TaskHandle[Any], ctx: TaskContext, attempt: int) -> None:
+        _current_task.set(ctx)  # this asyncio.Task runs in its own copy of the context
+        timeout = h.task.timeout
+        scope = None
+        try:
+            if timeout is None:
+                value = await h.task.fn(*h.args, **h.kwargs)
+            else:
+                async with asyncio.timeout(timeout) as scope:
+                    value = await h.task.fn(*h.args, **h.kwargs)
+        except asyncio.CancelledError:
+            with self.lock:
+                self.release("asyncio")
+                if h.status is _RUNNING and h.attempts == attempt:
+                    self.settle(h, _CANCELLED, None, TaskCancelledError(
+                        f"task {h.key!r} was cancelled while running", task=h.key))
+            self.wake()
+            return
+        except TimeoutError as exc:
+            error: BaseException = exc
+            if scope is not None and scope.expired():
+                error = self._timeout_error(h, attempt)
+            self.attempt_done(h, attempt, None, error, "asyncio")
+        except Exception as exc:
+            self.attempt_done(h, attempt, None, exc, "asyncio")
+        except BaseException as exc:
+            self.attempt_done(h, attempt, None, exc, "asyncio")
+            raise
+        else:
+            self.attempt_done(h, attempt, value, None, "asyncio")
+        self.wake()
+
+    # -- outcomes -------------------------------------------------------------------------------
+    def attempt_done(self, h: TaskHandle[Any], attempt: int, value: Any,
+                     exc: BaseException | None, lane: str | None) -> None:
+        with self.lock:
+            if lane is not None:
+                self.release(lane)
+            if h.attempts != attempt or h.status is not _RUNNING:
+                return  # timed out or cancelled meanwhile: this outcome is stale
+            ctx = h._ctx
+            cancelled = ctx is not None and ctx.cancel_event.is_set()
+            if exc is None:
+                if cancelled:
+                    self.settle(h, _CANCELLED, None, TaskCancelledError(
+                        f"task {h.key!r} stopped after a cancel request", task=h.key,
+                        result=value))
+                else:
+                    self.settle(h, _COMPLETED, value, None)
+                return
+            if cancelled:
+                error = TaskCancelledError(
+                    f"task {h.key!r} stopped after a cancel request", task=h.key)
+                error.__cause__ = exc
+                self.settle(h, _CANCELLED, None, error)
+                return
+            policy = h.task.retry
+            run = self.run
+            if (run is not None and run.abort_error is None and isinstance(exc, Exception)
+                    and policy.should_retry(exc, attempt)):
+                h.status = _RETRYING
+                if self.bus.active:
+                    self.bus.emit("retrying", h, attempt, exc)
+                delay = policy.delay(attempt, self.rng)
+                if delay <= 0 or run.loop is None:
+                    self.push_ready(h)
+                else:
+                    h._inflight = run.loop.call_later(delay, self._requeue, h)
+                return
+            if (attempt > 1 and isinstance(exc, policy.retry_on)
+                    and not isinstance(exc, TaskTimeoutError)):
+                started = h.started_at or time.time()
+                wrapped = RetryExhaustedError(
+                    f"task {h.key!r} failed {attempt} times; last error: {exc!r}",
+                    task=h.key, attempts=attempt, elapsed=time.time() - started)
+                wrapped.__cause__ = exc
+                exc = wrapped
+            self.settle(h, _FAILED, None, exc)
+
+    def _requeue(self, h: TaskHandle[Any]) -> None:
+        with self.lock:
+            if h.status is _RETRYING:
+                self.push_ready(h)
+
+    def settle(self, h: TaskHandle[Any], status: TaskStatus, value: Any,
+               error: BaseException | None) -> None:
+        """Make ``h`` terminal and carry the consequences to its children (lock held)."""
+        runner = self.runner
+        bus = self.bus
+        writer = runner._writer
+        work = [(h, status, value, error)]
+        origin_failure: BaseException | None = None
+        while work:
+            x, st, val, err = work.pop()
+            if x.status.terminal:
+                continue
+            x.status = st
+            x._value = val
+            x._exception = err
+            x.finished_at = time.time()
+            x._inflight = None
+            self.unfinished -= 1
+            waiters = x._waiters
+            if waiters is not None:
+                x._waiters = None
+                for wake in waiters:
+                    wake()
+            if bus.active:
+                bus.emit(st.value, x, x.attempts, err)
+            if writer is not None:
+                writer.record(runner._record_of(x))
+            if st is _FAILED and not isinstance(err, DependencyFailedError):
+                origin_failure = origin_failure or err
+                if runner.on_task_error == "log":
+                    logger.error("task %s failed: %r", x.key, err, exc_info=err)
+            children = x._children
+            if children:
+                ok = st is _COMPLETED
+                for c in children:
+                    if c.status is not _PENDING:
+                        continue
+                    if ok or c.task.on_dep_failure == "run-anyway":
+                        c._waiting -= 1
+                        if c._waiting == 0:
+                            self.push_ready(c)
+                    elif c.task.on_dep_failure == "skip":
+                        work.append((c, _SKIPPED, None, skipped_error(c, x)))
+                    else:
+                        work.append((c, _FAILED, None, DependencyFailedError(
+                            f"task {c.key!r} did not run: its dependency {x.key!r} ended "
+                            f"{st.value}", task=c.key, dependency=x.key,
+                            dependency_status=st.value)))
+        run = self.run
+        if (origin_failure is not None and runner.on_task_error == "raise" and run is not None
+                and run.abort_error is None):
+            run.abort_error = origin_failure
+            self.abort(f"the run stopped because {h.key!r} failed "
+                       "(on_task_error='raise')")
+
+    # -- cancellation ----------------------------------------------------------------------------
+    def cancel(self, h: TaskHandle[Any], reason: str | None = None) -> bool:
+        with self.lock:
+            status = h.status
+            if status.terminal:
+                return False
+            if h._ctx is not None:
+                h._ctx.cancel_event.set()
+            message = reason or f"task {h.key!r} was cancelled"
+            inflight = h._inflight
+            if status is not _RUNNING:  # waiting for dependencies, a slot or a retry timer
+                self.settle(h, _CANCELLED, None, TaskCancelledError(message, task=h.key))
+                return True
+            lane = lane_of(h)
+            if isinstance(inflight, asyncio.Task):
+                run = self.run
+                if reason is not None:  # an abort: settle now, the coroutine ends on its own
+                    self.settle(h, _CANCELLED, None, TaskCancelledError(message, task=h.key))
+                if run is not None and run.loop is not None and not run.on_loop_thread():
+                    run.loop.call_soon_threadsafe(inflight.cancel)
+                else:
+                    inflight.cancel()
+            elif lane == "process" or (reason is not None and isinstance(inflight, PoolFuture)):
+                # A process cannot be interrupted: cancel if not started, stop waiting if it has.
+                if isinstance(inflight, PoolFuture):
+                    inflight.cancel()
+                self.settle(h, _CANCELLED, None, TaskCancelledError(message, task=h.key))
+            # thread lane and inline sync tasks are cooperative: they end when the body returns
+            return True
+
+    def abort(self, reason: str) -> None:
+        """Cancel every unfinished handle, settling them now (lock held)."""
+        for h in list(self.runner._handles.values()):
+            if not h.status.terminal:
+                self.cancel(h, reason)

@@ -1,0 +1,112 @@
+"""Events: the one channel through which observers (the widget, an event log) see a run.
+
+Emitting costs nothing when nobody listens: the runner checks ``bus.active`` before building an
+event. Listeners run synchronously where the transition happens and must be quick; a listener
+that raises is logged and otherwise ignored, so an observer can never break a run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from ._handle import TaskHandle
+
+__all__ = ["EVENT_KINDS", "EventBus", "EventLog", "TaskEvent"]
+
+logger = logging.getLogger("pyworkflowy_nb")
+
+EVENT_KINDS = ("submitted", "started", "retrying", "completed", "failed", "skipped",
+               "cancelled", "restored", "run-started", "run-finished")
+
+Listener = Callable[["TaskEvent"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """One state transition of a handle, or the start/end of a run (``handle`` is None)."""
+
+    kind: str
+    handle: TaskHandle[Any] | None
+    time: float
+    attempt: int = 0
+    error: BaseException | None = None
+
+    @property
+    def key(self) -> str | None:
+        return None if self.handle is None else self.handle.key
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "key": self.key, "time": self.time, "attempt": self.attempt,
+                "error": None if self.error is None else repr(self.error)}
+
+
+class EventBus:
+    """A copy-on-write list of listeners: emitting never takes a lock."""
+
+    __slots__ = ("_listeners", "_lock")
+
+    def __init__(self) -> None:
+        self._listeners: tuple[Listener, ...] = ()
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._listeners)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        if not callable(listener):
+            raise TypeError(f"subscribe() needs a callable, got {listener!r}")
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return unsubscribe
+
+    def emit(self, kind: str, handle: TaskHandle[Any] | None, attempt: int = 0,
+             error: BaseException | None = None) -> None:
+        event = TaskEvent(kind, handle, time.time(), attempt, error)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("event listener %r failed on %s", listener, kind)
+
+
+class EventLog:
+    """Keeps every event of a runner in memory and, optionally, appends them as JSON lines.
+
+    ``EventLog(runner)`` starts listening at once; ``close()`` stops it.
+    """
+
+    def __init__(self, runner: Any, path: str | None = None) -> None:
+        self.events: list[TaskEvent] = []
+        self._file: TextIO | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self._lock = threading.Lock()
+        self._unsubscribe = runner.subscribe(self._record)
+
+    def _record(self, event: TaskEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+            if self._file is not None:
+                self._file.write(json.dumps(event.as_dict()) + "\n")
+
+    def kinds(self, key: str | None = None) -> list[str]:
+        """Event kinds in order, for one task key or for everything."""
+        return [e.kind for e in self.events if key is None or e.key == key]
+
+    def close(self) -> None:
+        self._unsubscribe()
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None

@@ -1,0 +1,99 @@
+"""Pure decisions: option validation, retry eligibility and backoff delays.
+
+Nothing here touches a loop, a thread or a clock, so every rule is unit-testable on its own.
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from .exceptions import TaskTimeoutError
+
+__all__ = [
+    "BACKENDS",
+    "BACKOFFS",
+    "DEP_POLICIES",
+    "ON_TASK_ERROR",
+    "RetryPolicy",
+    "check_choice",
+    "check_non_negative",
+]
+
+Backend = Literal["asyncio", "thread", "process"]
+BACKENDS: tuple[str, ...] = ("asyncio", "thread", "process")
+BACKOFFS: tuple[str, ...] = ("none", "linear", "exponential")
+DEP_POLICIES: tuple[str, ...] = ("fail", "skip", "run-anyway")
+ON_TASK_ERROR: tuple[str, ...] = ("raise", "log", "continue")
+
+
+def check_choice(what: str, value: object, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices``; otherwise a ValueError that lists them."""
+    if isinstance(value, str) and value in choices:
+        return value
+    listed = ", ".join(repr(c) for c in choices)
+    hint = ""
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value, choices, n=1)
+        if close:
+            hint = f" (did you mean {close[0]!r}?)"
+    raise ValueError(f"unknown {what} {value!r}{hint}: use one of {listed}")
+
+
+def check_non_negative(what: str, value: float | None, *, integer: bool = False,
+                       allow_none: bool = True, positive: bool = False) -> None:
+    """Reject negative (or, with ``positive``, zero) numbers with a message naming the knob."""
+    if value is None:
+        if allow_none:
+            return
+        raise TypeError(f"{what} must be a number, not None")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = "an integer" if integer else "a number"
+        raise TypeError(f"{what} must be {kind}, got {value!r} ({type(value).__name__})")
+    if integer and not isinstance(value, int):
+        raise TypeError(f"{what} must be an integer, got {value!r}")
+    if value != value:  # NaN compares unequal to itself and would slip past the checks below
+        raise ValueError(f"{what} must be a number, got NaN")
+    if positive and value <= 0:
+        raise ValueError(f"{what} must be greater than 0, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{what} must be >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When to try again and how long to wait first."""
+
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    backoff: str = "none"
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    jitter: float = 0.0
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+    def should_retry(self, error: BaseException, attempt: int) -> bool:
+        """Retry unless attempts are used up, the error is a timeout, or not in ``retry_on``."""
+        if attempt >= self.max_attempts or isinstance(error, TaskTimeoutError):
+            return False
+        return isinstance(error, self.retry_on)
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        if self.backoff == "linear":
+            base = self.backoff_base * attempt
+        elif self.backoff == "exponential":
+            # 2 ** large attempt would overflow to a huge float; the cap makes it moot.
+            base = self.backoff_base * 2.0 ** min(attempt - 1, 1000)
+        else:
+            base = 0.0
+        base = min(base, self.backoff_max)
+        if self.jitter:
+            base += (rng or random).uniform(0.0, self.jitter)
+        return base

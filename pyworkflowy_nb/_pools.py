@@ -1,0 +1,74 @@
+"""Executor pools for the thread and process backends, created on first use.
+
+Attempts are handed to the pools with ``loop.run_in_executor`` and awaited through asyncio
+futures, so no thread is ever spent waiting on another thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any
+
+from ._context import TaskContext, _current_task
+
+__all__ = ["Pools", "call_in_process", "call_in_thread"]
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 1
+
+
+class Pools:
+    """Owns the runner's executors; sizes follow ``max_workers`` when it is given."""
+
+    def __init__(self, max_workers: int | None) -> None:
+        self._max_workers = max_workers
+        self._thread: ThreadPoolExecutor | None = None
+        self._process: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def capacity(self, backend: str) -> int:
+        """How many attempts of ``backend`` may be in flight before the rest wait in line."""
+        if backend == "thread":
+            return self._max_workers or min(32, _cpus() + 4)
+        if backend == "process":
+            return self._max_workers or _cpus()
+        return self._max_workers or 0  # 0: the asyncio backend is bounded only by max_workers
+
+    def get(self, backend: str) -> Executor:
+        with self._lock:
+            if backend == "thread":
+                if self._thread is None:
+                    self._thread = ThreadPoolExecutor(
+                        self.capacity("thread"), thread_name_prefix="wfy-worker")
+                return self._thread
+            if self._process is None:
+                self._process = ProcessPoolExecutor(self.capacity("process"))
+            return self._process
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            thread, process = self._thread, self._process
+            self._thread = self._process = None
+        if thread is not None:
+            thread.shutdown(wait=wait, cancel_futures=True)
+        if process is not None:
+            process.shutdown(wait=wait, cancel_futures=True)
+
+
+def call_in_thread(ctx: TaskContext, fn: Callable[..., Any], args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> Any:
+    """Run in a worker thread with ``current_task()`` bound, then unbind it."""
+    token = _current_task.set(ctx)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _current_task.reset(token)
+
+
+def call_in_process(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Entry point in a worker process: ``task`` arrives re-imported by name."""
+    return task.fn(*args, **kwargs)

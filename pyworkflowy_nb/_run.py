@@ -1,0 +1,376 @@
+"""TaskRunner: the public face that ties tasks, the graph, the dispatcher and checkpoints.
+
+``arun`` drives the dispatcher on the caller's loop; ``run`` is a thin wrapper that picks the
+right loop: ``asyncio.run`` when none is running, the patched loop under nest_asyncio, and
+otherwise (a Jupyter cell, say) a dedicated loop thread while the caller blocks, as
+jupyter_core's ``run_sync`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import os
+import threading
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from . import _graph
+from ._checkpoint import Checkpointer, JSONCheckpointer, Record, checkpointer_for_path
+from ._context import _current_runner
+from ._dispatch import Dispatcher, Run
+from ._events import EventBus, TaskEvent
+from ._handle import RunResults, TaskHandle, TaskStatus
+from ._identity import base_key, encode_args
+from ._policy import BACKENDS, ON_TASK_ERROR, check_choice, check_non_negative
+from ._task import Task
+from ._writer import CheckpointWriter
+
+__all__ = ["TaskRunner"]
+
+R = TypeVar("R")
+
+
+class TaskRunner:
+    """Runs submitted tasks as a DAG on asyncio, with thread and process pools beside it."""
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        backend: str = "asyncio",
+        on_task_error: str = "raise",
+        checkpoint_path: str | os.PathLike[str] | None = None,
+        checkpoint_interval: float = 1.0,
+        *,
+        checkpointer: Checkpointer | None = None,
+    ) -> None:
+        check_non_negative("max_workers", max_workers, integer=True, positive=True)
+        self.max_workers = max_workers
+        self.backend = check_choice("backend", backend, BACKENDS)
+        self.on_task_error = check_choice("on_task_error", on_task_error, ON_TASK_ERROR)
+        check_non_negative("checkpoint_interval", checkpoint_interval, allow_none=False)
+        if checkpoint_path is not None and checkpointer is not None:
+            raise ValueError("pass checkpoint_path= or checkpointer=, not both")
+        if checkpointer is not None and not isinstance(checkpointer, Checkpointer):
+            raise TypeError(
+                f"checkpointer must be a Checkpointer instance, got {checkpointer!r}")
+        if checkpoint_path is not None:
+            checkpointer = JSONCheckpointer(checkpoint_path)
+        self.checkpointer = checkpointer
+        self.checkpoint_interval = float(checkpoint_interval)
+        self._writer = (CheckpointWriter(checkpointer, self.checkpoint_interval)
+                        if checkpointer is not None else None)
+        self._restored: dict[str, Record] = {}
+        self._lock = threading.RLock()
+        self._bus = EventBus()
+        self._handles: dict[str, TaskHandle[Any]] = {}
+        self._key_counts: dict[str, int] = {}
+        self._wrapped: dict[Any, Task[..., Any]] = {}
+        self._seq = 0
+        self._tokens: list[contextvars.Token[TaskRunner | None]] = []
+        self._dispatch = Dispatcher(self)
+
+    # -- resume --------------------------------------------------------------------------------
+    @classmethod
+    def resume(cls, source: str | os.PathLike[str] | Checkpointer,
+               **kwargs: Any) -> TaskRunner:
+        """A runner primed from a checkpoint: re-submit the same tasks, in any order, and
+        those that completed get their stored result instead of running again."""
+        if isinstance(source, Checkpointer):
+            checkpointer = source
+        elif isinstance(source, str | os.PathLike):
+            checkpointer = checkpointer_for_path(source)
+        else:
+            raise TypeError(f"resume() needs a checkpoint path or a Checkpointer, got {source!r}")
+        records = checkpointer.load()
+        kwargs.pop("checkpoint_path", None)
+        runner = cls(checkpointer=checkpointer, **kwargs)
+        runner._restored = records
+        return runner
+
+    # -- submitting ------------------------------------------------------------------------------
+    def _as_task(self, fn: Any) -> Task[..., Any]:
+        if isinstance(fn, Task):
+            return fn
+        if not callable(fn):
+            raise TypeError(f"submit() needs a task or a callable, got {fn!r}")
+        wrapped = self._wrapped.get(fn)
+        if wrapped is None:
+            wrapped = self._wrapped[fn] = Task(fn)
+        return wrapped
+
+    def submit(self, fn: Task[..., R] | Callable[..., R], *args: Any,
+               depends_on: Iterable[TaskHandle[Any]] | None = None,
+               task_key: str | None = None, **kwargs: Any) -> TaskHandle[R]:
+        """Queue ``fn(*args, **kwargs)`` to run once every handle in ``depends_on`` completed."""
+        task = self._as_task(fn)
+        backend = task.backend or self.backend
+        task.check_backend(backend)
+        parents = _graph.check_parents(self, depends_on, task.name)
+        checkpointer = self.checkpointer
+        encoded = None
+        if checkpointer is not None:
+            for i, arg in enumerate(args):
+                checkpointer.check(arg, what=f"argument {i} of task {task.name!r}")
+            for name, arg in kwargs.items():
+                checkpointer.check(arg, what=f"argument {name!r} of task {task.name!r}")
+        if task_key is not None and (not isinstance(task_key, str) or not task_key):
+            raise TypeError(f"task_key must be a non-empty string, got {task_key!r}")
+        if args or kwargs:
+            encoded = encode_args(args, kwargs)
+        dispatch = self._dispatch
+        with self._lock:
+            if task_key is not None:
+                if task_key in self._handles:
+                    raise ValueError(
+                        f"task_key {task_key!r} is already used by {self._handles[task_key]!r}; "
+                        "keys name one submission each, pick another")
+                key = task_key
+            else:
+                base = base_key(task.name, args, kwargs, encoded)
+                count = self._key_counts.get(base, 0) + 1
+                self._key_counts[base] = count
+                key = base if count == 1 else f"{base}#{count}"
+                while key in self._handles:  # an explicit key took this name earlier
+                    count += 1
+                    self._key_counts[base] = count
+                    key = f"{base}#{count}"
+            self._seq += 1
+            h: TaskHandle[R] = TaskHandle(self, task, args, kwargs, key, parents, backend,
+                                          self._seq)
+            self._handles[key] = h
+            dispatch.unfinished += 1
+            bus = self._bus
+            if bus.active:
+                bus.emit("submitted", h)
+            if checkpointer is not None:
+                h.fingerprint  # noqa: B018 - computed now, while the parents' are at hand
+            if self._restored and self._prime(h):
+                return h
+            failed = _graph.wire(h)
+            if failed is not None and task.on_dep_failure != "run-anyway":
+                self._settle_on_failed_parent(h, failed)
+            elif h._waiting == 0:
+                dispatch.push_ready(h)
+        return h
+
+    def _settle_on_failed_parent(self, h: TaskHandle[Any], parent: TaskHandle[Any]) -> None:
+        from ._handle import skipped_error
+        from .exceptions import DependencyFailedError
+
+        if h.task.on_dep_failure == "skip":
+            self._dispatch.settle(h, TaskStatus.SKIPPED, None, skipped_error(h, parent))
+        else:
+            self._dispatch.settle(h, TaskStatus.FAILED, None, DependencyFailedError(
+                f"task {h.key!r} did not run: its dependency {parent.key!r} ended "
+                f"{parent.status.value}", task=h.key, dependency=parent.key,
+                dependency_status=parent.status.value))
+
+    def _prime(self, h: TaskHandle[Any]) -> bool:
+        rec = self._restored.get(h.key)
+        if rec is None or rec.get("status") != "completed":
+            return False
+        if rec.get("fingerprint") != h.fingerprint:
+            return False  # same key, different inputs or code: it must run again
+        h.status = TaskStatus.COMPLETED
+        h._value = rec.get("value")
+        h.attempts = int(rec.get("attempts") or 0)
+        h.started_at = rec.get("started_at")
+        h.finished_at = rec.get("finished_at")
+        h.restored = True
+        self._dispatch.unfinished -= 1
+        if self._bus.active:
+            self._bus.emit("restored", h, h.attempts)
+        return True
+
+    def _record_of(self, h: TaskHandle[Any]) -> Record:
+        return {
+            "key": h.key,
+            "name": h.name,
+            "fingerprint": h.fingerprint,
+            "status": h.status.value,
+            "value": h._value if h.status is TaskStatus.COMPLETED else None,
+            "error": None if h._exception is None else repr(h._exception),
+            "attempts": h.attempts,
+            "started_at": h.started_at,
+            "finished_at": h.finished_at,
+        }
+
+    def add_dependency(self, handle: TaskHandle[Any], *parents: TaskHandle[Any]) -> None:
+        """Make a not-yet-started ``handle`` also wait for ``parents``; CycleError on a loop."""
+        checked = _graph.check_parents(self, parents, handle.name)
+        with self._lock:
+            if handle.runner is not self:
+                raise ValueError(f"{handle!r} belongs to another runner")
+            if handle.status is not TaskStatus.PENDING:
+                raise ValueError(
+                    f"{handle.key!r} is already {handle.status.value}: dependencies can only "
+                    "be added before a task starts")
+            for parent in checked:
+                if parent in handle.parents:
+                    continue
+                _graph.add_dependency(handle, parent)
+                if parent.status.terminal and parent.status is not TaskStatus.COMPLETED \
+                        and handle.task.on_dep_failure != "run-anyway":
+                    self._settle_on_failed_parent(handle, parent)
+                    return
+
+    # -- running ---------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while a run is going (including one just started in the background)."""
+        return self._dispatch.run is not None
+
+    async def arun(self) -> RunResults:
+        """Run every submitted task to a terminal state on the current loop."""
+        run = Run()
+        with self._lock:
+            if self._dispatch.run is not None:
+                raise RuntimeError(
+                    "this runner is already running: submit() adds tasks to the current run; "
+                    "await the handles (or call result()) instead of starting a second run")
+            self._dispatch.run = run
+        return await self._drive(run)
+
+    async def _drive(self, run: Run) -> RunResults:
+        dispatch = self._dispatch
+        run.attach(asyncio.get_running_loop())
+        if self._bus.active:
+            self._bus.emit("run-started", None)
+        try:
+            await dispatch.drive(run)
+        except BaseException:
+            with self._lock:
+                if run.abort_error is None:
+                    dispatch.abort("the run was interrupted")
+            raise
+        finally:
+            with self._lock:
+                dispatch.run = None
+            try:
+                if self._writer is not None:
+                    await asyncio.get_running_loop().run_in_executor(None, self._writer.flush)
+            finally:
+                if self._bus.active:
+                    self._bus.emit("run-finished", None)
+        if run.abort_error is not None:
+            raise run.abort_error
+        return RunResults(self._handles)
+
+    def run(self) -> RunResults:
+        """Run to completion and return the results; safe to call inside a running loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            return asyncio.run(self.arun())
+        if getattr(loop, "_nest_patched", False):  # the user opted into nest_asyncio
+            return loop.run_until_complete(self.arun())
+        future = self.run_in_background()
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            self.cancel_all()
+            concurrent.futures.wait([future], timeout=5.0)
+            raise
+
+    def run_in_background(self) -> concurrent.futures.Future[RunResults]:
+        """Start a run on a dedicated loop thread and return a future of its results."""
+        with self._lock:
+            active = self._dispatch.run
+            if active is not None:
+                if active.future is not None:
+                    return active.future
+                raise RuntimeError(
+                    "this runner is already running on a loop of its caller: await its "
+                    "handles instead of starting a background run")
+            run = Run()
+            future: concurrent.futures.Future[RunResults] = concurrent.futures.Future()
+            run.future = future
+            self._dispatch.run = run
+        # The caller's context (bound runner, a Jupyter cell's parent header) travels along.
+        context = contextvars.copy_context()
+
+        def main() -> None:
+            try:
+                result = asyncio.run(self._drive(run))
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        future.set_running_or_notify_cancel()
+        threading.Thread(target=context.run, args=(main,), name="wfy-run", daemon=True).start()
+        return future
+
+    def _check_can_wait(self, h: TaskHandle[Any]) -> None:
+        run = self._dispatch.run
+        if run is not None and run.loop is not None and run.on_loop_thread():
+            raise RuntimeError(
+                f"result() on {h.key!r} would block the event loop that runs it: "
+                "use `await handle` inside async code")
+        if run is None:
+            raise RuntimeError(
+                f"task {h.key!r} is {h.status.value} and no run is going: call runner.run() "
+                "(or await runner.arun()) first")
+
+    # -- cancelling and observing ------------------------------------------------------------------
+    def _cancel(self, h: TaskHandle[Any]) -> bool:
+        return self._dispatch.cancel(h)
+
+    def cancel_all(self) -> int:
+        """Ask every unfinished task to stop; returns how many were asked."""
+        with self._lock:
+            pending = [h for h in self._handles.values() if not h.status.terminal]
+        return sum(self._dispatch.cancel(h) for h in pending)
+
+    def subscribe(self, listener: Callable[[TaskEvent], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` on every state change; returns the unsubscribe function."""
+        return self._bus.subscribe(listener)
+
+    @property
+    def handles(self) -> list[TaskHandle[Any]]:
+        """Every handle, in submission order."""
+        with self._lock:
+            return list(self._handles.values())
+
+    def get(self, key: str) -> TaskHandle[Any]:
+        try:
+            return self._handles[key]
+        except KeyError:
+            raise KeyError(f"no task with key {key!r} in this runner") from None
+
+    def results(self) -> RunResults:
+        return RunResults(self._handles)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the worker pools and write any pending checkpoint records."""
+        self._dispatch.pools.shutdown(wait=wait)
+        if self._writer is not None and self._dispatch.run is None:
+            self._writer.flush()
+
+    def __enter__(self) -> TaskRunner:
+        self._tokens.append(_current_runner.set(self))
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        _current_runner.reset(self._tokens.pop())
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for h in list(self._handles.values()):
+            counts[h.status.value] = counts.get(h.status.value, 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"
+        return f"<TaskRunner backend={self.backend} {summary}>"
+
+    def _repr_html_(self) -> str:
+        from ._html import runner_html
+
+        return runner_html(self)
+

@@ -1,0 +1,256 @@
+"""Tasks: the decorator, the class form, and the ``Task`` object both produce.
+
+A ``Task`` is a callable with options; it holds no run state. Calling it runs the function
+directly (handy in unit tests); ``submit`` hands it to a runner and returns a handle.
+Options are validated here, once, at decoration time, so a mistake surfaces where it was made.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar, overload
+
+from ._context import get_current_runner
+from ._policy import BACKENDS, BACKOFFS, DEP_POLICIES, RetryPolicy, check_choice, check_non_negative
+
+if TYPE_CHECKING:
+    from ._handle import TaskHandle
+
+__all__ = ["Task", "TaskBase", "task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_NO_RUNNER = (
+    "no TaskRunner is active for {name!r}: wrap your submission code in "
+    "`with TaskRunner() as runner:`, pass runner=..., or call runner.submit(task, ...)"
+)
+
+
+def _default_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "<unknown>"
+    qualname = getattr(fn, "__qualname__", None)
+    if qualname is None:  # functools.partial, callable instances
+        return f"{module}.{type(fn).__name__}-{id(fn):x}"
+    if "<lambda>" in qualname:
+        # Two lambdas in one scope share a qualname; the id keeps their names apart.
+        return f"{module}.{qualname}-{id(fn):x}"
+    return f"{module}.{qualname}"
+
+
+def _normalise_retry_on(value: object) -> tuple[type[BaseException], ...]:
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise TypeError(
+                f"retry_on must be an exception class or a tuple of them, got {item!r}"
+            )
+    return items  # type: ignore[return-value]
+
+
+class Task(Generic[P, R]):
+    """A function plus how to run it. Produced by ``@task`` and by ``TaskBase`` subclasses."""
+
+    __slots__ = ("__dict__", "_owner_cls", "backend", "fn", "is_async", "name",
+                 "on_dep_failure", "priority", "retry", "timeout", "version")
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        backend: str | None = None,
+        retries: int | None = None,
+        max_attempts: int | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        backoff: str = "none",
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        jitter: float = 0.0,
+        timeout: float | None = None,
+        on_dep_failure: str = "fail",
+        priority: int = 0,
+        version: str | None = None,
+        _owner_cls: type[TaskBase] | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task needs a function, got {fn!r} ({type(fn).__name__})")
+        if retries is not None and max_attempts is not None:
+            raise ValueError(
+                f"pass either retries= or max_attempts=, not both (got retries={retries!r}, "
+                f"max_attempts={max_attempts!r}); max_attempts=N means retries=N-1"
+            )
+        if max_attempts is not None:
+            check_non_negative("max_attempts", max_attempts, integer=True, positive=True)
+            retries = max_attempts - 1
+        retries = 0 if retries is None else retries
+        check_non_negative("retries", retries, integer=True)
+        check_non_negative("timeout", timeout, positive=True)
+        check_non_negative("backoff_base", backoff_base, allow_none=False)
+        check_non_negative("backoff_max", backoff_max, allow_none=False)
+        check_non_negative("jitter", jitter, allow_none=False)
+        if backend is not None:
+            check_choice("backend", backend, BACKENDS)
+        check_choice("backoff", backoff, BACKOFFS)
+        check_choice("on_dep_failure policy", on_dep_failure, DEP_POLICIES)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(f"priority must be an integer, got {priority!r}")
+        if version is not None and not isinstance(version, str):
+            raise TypeError(f"version must be a string, got {version!r}")
+
+        self.fn: Callable[P, R] = fn
+        self.name: str = name if name is not None else _default_name(fn)
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"task name must be a non-empty string, got {self.name!r}")
+        self.is_async: bool = inspect.iscoroutinefunction(fn)
+        self.backend: str | None = backend
+        self.retry = RetryPolicy(
+            retries=retries,
+            retry_on=_normalise_retry_on(retry_on),
+            backoff=backoff,
+            backoff_base=float(backoff_base),
+            backoff_max=float(backoff_max),
+            jitter=float(jitter),
+        )
+        self.timeout: float | None = None if timeout is None else float(timeout)
+        self.on_dep_failure: str = on_dep_failure
+        self.priority: int = priority
+        self.version: str | None = version
+        self._owner_cls = _owner_cls
+        if backend is not None:
+            self.check_backend(backend)
+
+    # -- options ---------------------------------------------------------------------------
+    @property
+    def retries(self) -> int:
+        return self.retry.retries
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retry.max_attempts
+
+    def check_backend(self, backend: str) -> None:
+        """Raise ValueError if this task cannot run on ``backend``."""
+        if self.is_async and backend != "asyncio":
+            raise ValueError(
+                f"async task {self.name!r} cannot run on the {backend!r} backend: coroutines "
+                "need the event loop; use backend='asyncio' or make it a plain def"
+            )
+        if backend == "process" and self._owner_cls is None:
+            qualname = getattr(self.fn, "__qualname__", "")
+            if "<lambda>" in qualname or "<locals>" in qualname or not qualname:
+                raise ValueError(
+                    f"task {self.name!r} cannot run on the 'process' backend: worker processes "
+                    "import functions by name, so it must be a top-level def (no lambdas, "
+                    "no nested functions); use backend='thread' instead"
+                )
+
+    # -- running -----------------------------------------------------------------------------
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function directly, without a runner (no retries, no timeout)."""
+        return self.fn(*args, **kwargs)
+
+    def submit(
+        self,
+        *args: Any,
+        depends_on: Iterable[TaskHandle[Any]] | None = None,
+        runner: Any = None,
+        task_key: str | None = None,
+        **kwargs: Any,
+    ) -> TaskHandle[R]:
+        """Enqueue on ``runner`` (or the one bound by ``with TaskRunner()``); return its handle."""
+        target = runner if runner is not None else get_current_runner()
+        if target is None:
+            raise RuntimeError(_NO_RUNNER.format(name=self.name))
+        handle: TaskHandle[R] = target.submit(
+            self, *args, depends_on=depends_on, task_key=task_key, **kwargs
+        )
+        return handle
+
+    # -- pickling for the process backend -----------------------------------------------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Workers re-import by name instead of pickling the function's code.
+        if self._owner_cls is not None:
+            return (_rebuild_class_task, (self._owner_cls,))
+        return (_rebuild_task, (self.fn.__module__, self.fn.__qualname__))
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} backend={self.backend or 'default'}>"
+
+
+def _rebuild_task(module: str, qualname: str) -> Task[..., Any]:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj if isinstance(obj, Task) else Task(obj)
+
+
+def _rebuild_class_task(cls: type[TaskBase]) -> Task[..., Any]:
+    return cls()  # type: ignore[return-value]
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+@overload
+def task(
+    fn: None = None, /, *, name: str | None = ..., backend: str | None = ...,
+    retries: int | None = ..., max_attempts: int | None = ...,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = ...,
+    backoff: str = ..., backoff_base: float = ..., backoff_max: float = ..., jitter: float = ...,
+    timeout: float | None = ..., on_dep_failure: str = ..., priority: int = ...,
+    version: str | None = ...,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+def task(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
+    """Turn a function into a :class:`Task`; usable bare (``@task``) or with options."""
+    if fn is not None:
+        if options:
+            raise TypeError("use @task(...) with keyword options only")
+        return Task(fn)
+
+    def decorate(f: Callable[P, R]) -> Task[P, R]:
+        return Task(f, **options)
+
+    return decorate
+
+
+_CLASS_OPTIONS = ("backend", "retries", "max_attempts", "retry_on", "backoff", "backoff_base",
+                  "backoff_max", "jitter", "timeout", "on_dep_failure", "priority", "version")
+
+
+class TaskBase:
+    """Configure a task with class attributes and implement ``run`` (``def`` or ``async def``).
+
+    Instantiating a subclass returns a :class:`Task`, the same type ``@task`` produces.
+    """
+
+    name: ClassVar[str | None] = None
+    backend: ClassVar[str | None] = None
+    retries: ClassVar[int | None] = None
+    max_attempts: ClassVar[int | None] = None
+    retry_on: ClassVar[type[BaseException] | tuple[type[BaseException], ...]] = Exception
+    backoff: ClassVar[str] = "none"
+    backoff_base: ClassVar[float] = 1.0
+    backoff_max: ClassVar[float] = 60.0
+    jitter: ClassVar[float] = 0.0
+    timeout: ClassVar[float | None] = None
+    on_dep_failure: ClassVar[str] = "fail"
+    priority: ClassVar[int] = 0
+    version: ClassVar[str | None] = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:
+            raise TypeError(
+                f"{cls.__name__}() takes no arguments: configure the task with class attributes "
+                f"and pass runtime values to submit(...), which forwards them to run()"
+            )
+        if cls is TaskBase or cls.run is TaskBase.run:
+            raise TypeError(f"{cls.__name__} must define a run() method to be a task")
+        instance = object.__new__(cls)
+        options = {opt: getattr(cls, opt) for opt in _CLASS_OPTIONS}
+        name = cls.name or f"{cls.__module__}.{cls.__qualname__}"
+        return Task(instance.run, name=name, _owner_cls=cls, **options)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - replaced by subclasses
+        raise NotImplementedError
