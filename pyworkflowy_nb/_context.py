@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,19 +16,45 @@ if TYPE_CHECKING:
 __all__ = ["TaskContext", "current_task", "get_current_runner"]
 
 
-@dataclass(slots=True)
-class TaskContext:
-    """What a task body can learn about its own execution."""
+_event_lock = threading.Lock()
 
-    name: str
-    key: str
-    attempt: int
-    cancel_event: threading.Event = field(default_factory=threading.Event)
+
+class TaskContext:
+    """What a task body can learn about its own execution: name, key, attempt, cancel flag."""
+
+    __slots__ = ("_cancelled", "_event", "attempt", "key", "name")
+
+    def __init__(self, name: str, key: str, attempt: int) -> None:
+        self.name = name
+        self.key = key
+        self.attempt = attempt
+        self._cancelled = False
+        self._event: threading.Event | None = None  # made on first use: most tasks never ask
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """Set once ``handle.cancel()`` or ``runner.cancel_all()`` asked this task to stop."""
+        if self._event is None:
+            with _event_lock:
+                if self._event is None:
+                    event = threading.Event()
+                    if self._cancelled:
+                        event.set()
+                    self._event = event
+        return self._event
 
     @property
     def cancelled(self) -> bool:
-        """True once ``handle.cancel()`` or ``runner.cancel_all()`` asked this task to stop."""
-        return self.cancel_event.is_set()
+        return self._cancelled
+
+    def request_cancel(self) -> None:
+        with _event_lock:
+            self._cancelled = True
+            if self._event is not None:
+                self._event.set()
+
+    def __repr__(self) -> str:
+        return f"TaskContext(name={self.name!r}, key={self.key!r}, attempt={self.attempt})"
 
 
 _current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(

@@ -43,6 +43,7 @@ _COMPLETED = TaskStatus.COMPLETED
 _FAILED = TaskStatus.FAILED
 _SKIPPED = TaskStatus.SKIPPED
 _CANCELLED = TaskStatus.CANCELLED
+_TERMINAL = (_COMPLETED, _FAILED, _SKIPPED, _CANCELLED)  # tuple: identity checks, no hashing
 _LANES = ("asyncio", "thread", "process")
 _BATCH = 256
 _YIELD_EVERY = 0.005  # seconds of inline work before the loop gets a turn
@@ -175,6 +176,14 @@ class Dispatcher:
         ctx = h._ctx
         if ctx is None:
             ctx = h._ctx = TaskContext(h.name, h.key, 0)
+        elif ctx._cancelled or h.status is not _RUNNING:
+            # Cancelled between leaving the queue and starting: give the slot back unused.
+            with self.lock:
+                self.release(lane_of(h))
+                if h.status is _RUNNING:
+                    self.settle(h, _CANCELLED, None, TaskCancelledError(
+                        f"task {h.key!r} was cancelled before it started", task=h.key))
+            return
         h.attempts += 1
         attempt = ctx.attempt = h.attempts
         if h.started_at is None:
@@ -248,7 +257,7 @@ class Dispatcher:
             if h.attempts != attempt or h.status is not _RUNNING:
                 return
             if h._ctx is not None:
-                h._ctx.cancel_event.set()  # a cooperative body can notice and stop early
+                h._ctx.request_cancel()  # a cooperative body can notice and stop early
             cf.cancel()
             self.settle(h, _FAILED, None, self._timeout_error(h, attempt))
 
@@ -301,7 +310,7 @@ class Dispatcher:
             if h.attempts != attempt or h.status is not _RUNNING:
                 return  # timed out or cancelled meanwhile: this outcome is stale
             ctx = h._ctx
-            cancelled = ctx is not None and ctx.cancel_event.is_set()
+            cancelled = ctx is not None and ctx._cancelled
             if exc is None:
                 if cancelled:
                     self.settle(h, _CANCELLED, None, TaskCancelledError(
@@ -354,7 +363,7 @@ class Dispatcher:
         origin_failure: BaseException | None = None
         while work:
             x, st, val, err = work.pop()
-            if x.status.terminal:
+            if x.status in _TERMINAL:
                 continue
             x.status = st
             x._value = val
@@ -401,36 +410,33 @@ class Dispatcher:
 
     # -- cancellation ----------------------------------------------------------------------------
     def cancel(self, h: TaskHandle[Any], reason: str | None = None) -> bool:
+        """Cancel ``h``; with a ``reason`` (an abort) settle it at once whatever it is doing."""
         with self.lock:
             status = h.status
-            if status.terminal:
+            if status in _TERMINAL:
                 return False
-            if h._ctx is not None:
-                h._ctx.cancel_event.set()
+            if h._ctx is None:  # not launched yet: the flag must still reach the body later
+                h._ctx = TaskContext(h.name, h.key, h.attempts)
+            h._ctx.request_cancel()
             message = reason or f"task {h.key!r} was cancelled"
             inflight = h._inflight
-            if status is not _RUNNING:  # waiting for dependencies, a slot or a retry timer
+            if status is not _RUNNING or reason is not None or lane_of(h) == "process":
+                # Waiting (dependencies, a slot, a retry timer), aborting, or in a process that
+                # cannot be interrupted: stop waiting for it now.
                 self.settle(h, _CANCELLED, None, TaskCancelledError(message, task=h.key))
-                return True
-            lane = lane_of(h)
+                if isinstance(inflight, PoolFuture):
+                    inflight.cancel()  # succeeds only if the worker has not picked it up
             if isinstance(inflight, asyncio.Task):
                 run = self.run
-                if reason is not None:  # an abort: settle now, the coroutine ends on its own
-                    self.settle(h, _CANCELLED, None, TaskCancelledError(message, task=h.key))
                 if run is not None and run.loop is not None and not run.on_loop_thread():
                     run.loop.call_soon_threadsafe(inflight.cancel)
                 else:
                     inflight.cancel()
-            elif lane == "process" or (reason is not None and isinstance(inflight, PoolFuture)):
-                # A process cannot be interrupted: cancel if not started, stop waiting if it has.
-                if isinstance(inflight, PoolFuture):
-                    inflight.cancel()
-                self.settle(h, _CANCELLED, None, TaskCancelledError(message, task=h.key))
-            # thread lane and inline sync tasks are cooperative: they end when the body returns
+            # Thread-lane and inline sync bodies are cooperative: they end when they return.
             return True
 
     def abort(self, reason: str) -> None:
         """Cancel every unfinished handle, settling them now (lock held)."""
         for h in list(self.runner._handles.values()):
-            if not h.status.terminal:
+            if h.status not in _TERMINAL:
                 self.cancel(h, reason)

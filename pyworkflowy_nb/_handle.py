@@ -44,9 +44,8 @@ class TaskStatus(enum.Enum):
         return self.value
 
 
-_TERMINAL = frozenset(
-    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
-)
+# A tuple, not a set: membership is then an identity check, and Enum hashing is slow.
+_TERMINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED)
 
 
 @dataclass(frozen=True, slots=True)

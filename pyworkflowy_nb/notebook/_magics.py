@@ -1,0 +1,390 @@
+"""The IPython magics: ``%%task``, ``%wfy_run``, ``%wfy_schedule``, ``%wfy_status`` and friends.
+
+The magics only parse arguments, talk to the :class:`~._session.Session` and print; every
+decision about the DAG lives in the session, so it can be tested without a kernel. Arguments are
+parsed with IPython's ``magic_arguments`` (``%wfy_run?`` shows the usage), and every user mistake
+(a bad name, number, backend, an unknown task, a cycle) is a ``UsageError``, which IPython shows
+as one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from IPython.core import magic_arguments as _ma
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+
+from ..exceptions import DependencyFailedError
+from ._loop import ParentPin
+from ._session import Run, Session, check_name
+
+if TYPE_CHECKING:
+    from .._handle import RunResults
+
+__all__ = ["WorkflowMagics"]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Typed shims over IPython's (untyped) magic_arguments decorators.
+
+
+class _Decorator(Protocol):
+    def __call__(self, fn: F, /) -> F: ...
+
+
+def magic_arguments() -> _Decorator:
+    deco: _Decorator = _ma.magic_arguments()  # type: ignore[no-untyped-call]
+    return deco
+
+
+def argument(*args: Any, **kwargs: Any) -> _Decorator:
+    deco: _Decorator = _ma.argument(*args, **kwargs)  # type: ignore[no-untyped-call]
+    return deco
+
+
+def parse_argstring(magic: Callable[..., Any], line: str) -> argparse.Namespace:
+    ns: argparse.Namespace = _ma.parse_argstring(magic, line)  # type: ignore[no-untyped-call]
+    return ns
+
+
+# -- argument types: argparse turns ArgumentTypeError into "argument --x: <message>" ------------
+
+
+def _whole(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds, got {text!r}"
+        ) from None
+    if not (0 < value < math.inf):
+        raise argparse.ArgumentTypeError(
+            f"expected a positive, finite number of seconds, got {text!r}"
+        )
+    return value
+
+
+def _unquote(text: str) -> str:
+    # IPython splits magic lines without removing quotes.
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+_SCHEDULE_USAGE = (
+    "use one of: `%wfy_schedule every SECONDS NAME [NAME ...]`, "
+    "`%wfy_schedule cron \"M H DOM MON DOW\" NAME [NAME ...]`, `%wfy_schedule list`, "
+    "`%wfy_schedule stop [NAME ...]`"
+)
+
+
+@magics_class
+class WorkflowMagics(Magics):
+    """Cell-tasks and runs of the notebook's workflow session."""
+
+    def __init__(self, shell: Any, session: Session) -> None:
+        super().__init__(shell)
+        self.session = session
+
+    # -- %%task ----------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("name", help="the task's name; its result is stored in the namespace under it")
+    @argument(
+        "--after", nargs="+", action="extend", default=[], metavar="TASK",
+        help="tasks that must complete first; their results are available in the cell "
+        "under their names",
+    )
+    @argument("--retries", type=_whole, default=0, help="extra attempts after a failure")
+    @argument("--timeout", type=_seconds, default=None, help="seconds allowed per attempt")
+    @argument(
+        "--backend", default=None, metavar="{thread,asyncio,process}",
+        help="where the cell runs: 'thread' (default), 'asyncio' (default when the cell uses "
+        "await), or 'process' (a worker process; the cell and the values it uses are sent "
+        "with cloudpickle)",
+    )
+    @cell_magic
+    def task(self, line: str, cell: str | None = None) -> None:
+        """Define a task of the session DAG whose body is this cell; it is not run yet.
+
+        The cell's last expression is the task's result. The cell sees the notebook's
+        namespace plus the results of its --after tasks under their names; names it assigns
+        stay inside the task. Running the cell again redefines the task. Run tasks with
+        %wfy_run.
+        """
+        args = parse_argstring(self.task, line)
+        if cell is None or not cell.strip():
+            raise UsageError(
+                f"%%task {args.name} has an empty body: put the task's code in the cell below "
+                f"the %%task line (it is a cell magic, written with two %)"
+            )
+        self.session.define(
+            args.name, cell, after=args.after, retries=args.retries, timeout=args.timeout,
+            backend=args.backend,
+        )
+
+    # -- %wfy_run --------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("names", nargs="*", metavar="NAME",
+              help="tasks to run, with everything they need (default: every task)")
+    @argument("-b", "--background", action="store_true",
+              help="return at once; results land in the namespace as tasks finish")
+    @argument("--max-workers", type=_positive_int, default=None,
+              help="how many tasks may run at the same time")
+    @argument("--no-widget", action="store_true",
+              help="print a text summary instead of showing the live widget")
+    @argument("--raise", dest="raise_", action="store_true",
+              help="make the cell fail with the first task error (for notebook tests)")
+    @line_magic
+    def wfy_run(self, line: str) -> None:
+        """Run the session DAG, or the named tasks and their upstream, on a fresh runner.
+
+        Shows a live view of the run, stores each completed result in the namespace under its
+        task's name, and prints what failed. Tasks restored from the session checkpoint do not
+        run again.
+        """
+        args = parse_argstring(self.wfy_run, line)
+        for n in args.names:
+            check_name(n)
+        session = self.session
+        session.check_idle()
+        # A blocking run holds this cell; whatever its threads send must carry its header.
+        pin = None if args.background else ParentPin.capture()
+        run = session.build(
+            args.names or None,
+            max_workers=args.max_workers,
+            listeners=[pin.listener] if pin is not None else [],
+        )
+        widget = None if args.no_widget else _show_widget(run)
+        session.start(run, background=args.background)
+        if args.background:
+            print(
+                f"wfy: running {len(run.handles)} task(s) in the background; results land in "
+                "the namespace as they finish (%wfy_status shows progress)"
+            )
+            return
+        results = session.wait(run)
+        _report(run, results, verbose=widget is None)
+        if args.raise_ and not results.ok:
+            first = _root_failures(results)[0]
+            raise first.error if first.error is not None else RuntimeError(first.status.value)
+
+    # -- %wfy_schedule ---------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("action", metavar="ACTION", help="every | cron | list | stop")
+    @argument("rest", nargs=argparse.REMAINDER, metavar="...",
+              help="every SECONDS NAME...; cron \"EXPR\" NAME...; list; stop [NAME...]")
+    @line_magic
+    def wfy_schedule(self, line: str) -> None:
+        """Run tasks (with their upstream) periodically in the background.
+
+        Examples::
+
+            %wfy_schedule every 60 refresh
+            %wfy_schedule cron "*/5 * * * *" refresh report
+            %wfy_schedule list
+            %wfy_schedule stop refresh
+            %wfy_schedule stop
+
+        Each firing runs the tasks with the cells' current code (never restoring from the
+        checkpoint) and stores fresh results in the namespace.
+        """
+        args = parse_argstring(self.wfy_schedule, line)
+        rest = [_unquote(x) for x in args.rest]
+        book = self.session.schedules
+        if args.action == "every":
+            if len(rest) < 2:
+                raise UsageError(f"every needs SECONDS and at least one NAME; {_SCHEDULE_USAGE}")
+            try:
+                seconds = _seconds(rest[0])
+            except argparse.ArgumentTypeError as exc:
+                raise UsageError(f"every: {exc}") from None
+            job = book.every(seconds, rest[1:])
+            print(f"wfy: scheduled {' '.join(rest[1:])} {job.describe()}; next at "
+                  f"{_when(job.next_fire)}")
+        elif args.action == "cron":
+            if len(rest) == 1:
+                raise UsageError(f"cron needs an expression and at least one NAME; "
+                                 f"{_SCHEDULE_USAGE}")
+            expr, names = _split_cron(rest)
+            job = book.cron(expr, names)
+            print(f"wfy: scheduled {' '.join(names)} {job.describe()}; next at "
+                  f"{_when(job.next_fire)}")
+        elif args.action == "list":
+            if rest:
+                raise UsageError(f"list takes no arguments, got {' '.join(rest)!r}")
+            rows = book.rows()
+            if not rows:
+                print("wfy: nothing is scheduled")
+            else:
+                print(_table(rows))
+        elif args.action == "stop":
+            stopped = book.stop(rest or None)
+            print(f"wfy: stopped {stopped} schedule(s)")
+        else:
+            raise UsageError(f"unknown %wfy_schedule action {args.action!r}; {_SCHEDULE_USAGE}")
+
+    # -- %wfy_status, %wfy_reset, %wfy_cancel -----------------------------------------------------
+
+    @magic_arguments()
+    @line_magic
+    def wfy_status(self, line: str) -> None:
+        """Show the session's tasks, their latest outcome, the current run and schedules."""
+        parse_argstring(self.wfy_status, line)
+        session = self.session
+        rows = session.status_rows()
+        print(_table(rows) if rows else "wfy: no tasks defined yet (write a `%%task NAME` cell)")
+        run = session.last_run
+        if run is not None and not run.done:
+            finished = sum(1 for h in run.handles.values() if h.status.terminal)
+            print(f"wfy: a run is going: {finished}/{len(run.handles)} task(s) finished")
+        schedules = session.schedules.rows()
+        if schedules:
+            print(f"wfy: {len(schedules)} schedule(s) active (%wfy_schedule list)")
+        for text in session.describe_config():
+            print(f"wfy: {text}")
+
+    @magic_arguments()
+    @argument("names", nargs="*", metavar="NAME",
+              help="tasks to forget (default: every task, and stop every schedule)")
+    @line_magic
+    def wfy_reset(self, line: str) -> None:
+        """Forget task definitions (their values stay in the namespace).
+
+        Without names: cancel a running run, stop every schedule and forget every task.
+        """
+        args = parse_argstring(self.wfy_reset, line)
+        session = self.session
+        if args.names:
+            dropped = session.forget(args.names)
+        else:
+            session.schedules.stop(None)
+            session.cancel()
+            dropped = session.forget(None)
+        print(f"wfy: forgot {len(dropped)} task(s)")
+
+    @magic_arguments()
+    @line_magic
+    def wfy_cancel(self, line: str) -> None:
+        """Cancel the run that is going (e.g. one started with %wfy_run --background)."""
+        parse_argstring(self.wfy_cancel, line)
+        if self.session.cancel():
+            print("wfy: cancelling the current run")
+        else:
+            print("wfy: no run is going")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _show_widget(run: Run) -> Any | None:
+    """Display the live widget for ``run``; None (text output instead) if it cannot be built."""
+    try:
+        from ._widget import RunnerWidget
+    except ImportError:
+        return None
+    try:
+        widget = RunnerWidget(run.runner)
+    except ImportError:
+        return None
+    except Exception as exc:  # a view must never stop a run from happening
+        print(f"wfy: the live view failed ({type(exc).__name__}: {exc}); "
+              "showing a text summary instead", file=sys.stderr)
+        return None
+    from IPython.display import display
+
+    display(widget)  # type: ignore[no-untyped-call]
+    return widget
+
+
+def _root_failures(results: RunResults) -> list[Any]:
+    failed = list(results.failed)
+    roots = [r for r in failed if not isinstance(r.error, DependencyFailedError)]
+    return roots or failed
+
+
+def _report(run: Run, results: RunResults, *, verbose: bool) -> None:
+    """Print what happened: a table without the widget, and every real failure in any case."""
+    counts: dict[str, int] = {}
+    for key in run.handles:
+        res = results[key]
+        label = "restored" if res.restored else res.status.value
+        counts[label] = counts.get(label, 0) + 1
+    if verbose:
+        rows = []
+        for key in run.handles:
+            res = results[key]
+            rows.append({"task": key, "status": "restored" if res.restored else res.status.value,
+                         "attempts": str(res.attempts)})
+        print(_table(rows))
+    order = ("completed", "restored", "failed", "skipped", "cancelled")
+    summary = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
+    if verbose or not results.ok:
+        print(f"wfy: {summary}")
+    if results.ok:
+        return
+    import traceback
+
+    for res in results.failed:
+        if isinstance(res.error, DependencyFailedError):
+            print(f"wfy: {res.key} did not run: {res.error}", file=sys.stderr)
+    for res in _root_failures(results):
+        if res.error is None or isinstance(res.error, DependencyFailedError):
+            continue
+        print(f"wfy: task {res.key!r} failed after {res.attempts} attempt(s):", file=sys.stderr)
+        print("".join(traceback.format_exception(res.error)).rstrip(), file=sys.stderr)
+
+
+def _split_cron(rest: Sequence[str]) -> tuple[str, list[str]]:
+    # Either one quoted expression then names, or five bare fields then names.
+    if len(rest[0].split()) > 1:
+        return rest[0], list(rest[1:])
+    if len(rest) >= 6:
+        return " ".join(rest[:5]), list(rest[5:])
+    raise UsageError(
+        f"cron needs a five-field expression, quoted: %wfy_schedule cron \"*/5 * * * *\" NAME "
+        f"(got {shlex.join(rest)!r})"
+    )
+
+
+def _when(dt: Any) -> str:
+    return "never" if dt is None else dt.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(rows: list[dict[str, str]]) -> str:
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols).rstrip()]
+    for r in rows:
+        lines.append("  ".join(r[c].ljust(widths[c]) for c in cols).rstrip())
+    return "\n".join(lines)
+
