@@ -14,11 +14,12 @@ import math
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core import magic as _magic
+from IPython.core.magic import Magics, magics_class
 
 from ..exceptions import DependencyFailedError
 from ._loop import ParentPin
@@ -47,6 +48,14 @@ def magic_arguments() -> _Decorator:
 def argument(*args: Any, **kwargs: Any) -> _Decorator:
     deco: _Decorator = _ma.argument(*args, **kwargs)  # type: ignore[no-untyped-call]
     return deco
+
+
+def line_magic(fn: F) -> F:
+    return cast(F, _magic.line_magic(fn))
+
+
+def cell_magic(fn: F) -> F:
+    return cast(F, _magic.cell_magic(fn))
 
 
 def parse_argstring(magic: Callable[..., Any], line: str) -> argparse.Namespace:
