@@ -4,8 +4,8 @@ On disk a file checkpoint is a small *manifest* at the path the user gave plus i
 *segments* in ``<path>.d/``. Every save writes one new segment holding only the records that
 changed, then replaces the manifest atomically (temp file, fsync, rename, fsync of the folder).
 A crash at any point leaves the previous manifest and the segments it names intact. Segments are
-merged like a binary counter (the last two merge while the older is not bigger), so there are
-O(log n) of them and each record is rewritten O(log n) times: the cost of a checkpoint follows
+merged like a binary counter (a save folds in the newest segments not bigger than itself), so
+there are O(log n) of them and each record is rewritten O(log n) times: the cost of a checkpoint follows
 what changed, not the size of the whole state. Every segment's SHA-256 is in the manifest, so a
 corrupt or truncated file raises ``CheckpointError`` naming it instead of starting afresh.
 """
@@ -153,14 +153,14 @@ class FileCheckpointer(Checkpointer):
                 self._fresh = False
                 obsolete.extend(p.name for p in self.parts.iterdir() if p.is_file())
             if records:
-                self._segments.append(self._write_segment(dict(records)))
-                while (len(self._segments) >= 2
-                       and len(self._segments[-2].records) <= len(self._segments[-1].records)):
-                    newer = self._segments.pop()
+                # Fold in the newest segments that are not bigger than what is being written,
+                # in memory, so each save writes exactly one segment.
+                batch = dict(records)
+                while self._segments and len(self._segments[-1].records) <= len(batch):
                     older = self._segments.pop()
-                    merged = {**older.records, **newer.records}
-                    self._segments.append(self._write_segment(merged))
-                    obsolete += [older.file, newer.file]
+                    batch = {**older.records, **batch}
+                    obsolete.append(older.file)
+                self._segments.append(self._write_segment(batch))
             self._write_manifest()
             live = {s.file for s in self._segments}
             for name in obsolete:
