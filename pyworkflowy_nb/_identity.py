@@ -26,6 +26,8 @@ _MAX_READABLE = 60
 
 def encode_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """A deterministic byte form of the arguments: canonical JSON, else pickle, else repr."""
+    if not args and not kwargs:
+        return b"[[],{}]"
     payload = [list(args), kwargs]
     try:
         return json.dumps(payload, sort_keys=True, separators=(",", ":"),
@@ -58,22 +60,19 @@ def base_key(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
 
 
 def _own_digest(handle: TaskHandle[Any]) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(b"wfy1\0")
-    h.update(handle.name.encode())
-    h.update(b"\0")
-    h.update((handle.task.version or "").encode())
-    h.update(b"\0")
-    h.update(encode_args(handle.args, handle.kwargs))
+    parts = [b"wfy1", handle.name.encode(), (handle.task.version or "").encode(),
+             encode_args(handle.args, handle.kwargs)]
     # Parent order in depends_on is incidental; sorting keeps the identity independent of it.
-    for fp in sorted(p._fingerprint or "" for p in handle.parents):
-        h.update(b"\0")
-        h.update(fp.encode())
-    return h.hexdigest()
+    if handle.parents:
+        parts.extend(sorted((p._fingerprint or "").encode() for p in handle.parents))
+    return hashlib.blake2b(b"\0".join(parts), digest_size=16).hexdigest()
 
 
 def fingerprint(handle: TaskHandle[Any]) -> str:
     """Compute (and cache) the fingerprint of ``handle`` and of any ancestor lacking one."""
+    if all(p._fingerprint is not None for p in handle.parents):
+        handle._fingerprint = _own_digest(handle)
+        return handle._fingerprint
     # Iterative post-order walk: a 100,000-deep chain must not hit the recursion limit.
     stack = [handle]
     while stack:
