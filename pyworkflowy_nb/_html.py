@@ -7,7 +7,7 @@ Design decisions:
 - One palette, :data:`STATE_STYLES`, used by these tables, the DOT renderer and the tests, so a
   state never looks different in two places. It is the Okabe-Ito set, chosen to stay
   distinguishable under the common colour-vision deficiencies; each state also carries a glyph
-  so that colour is never the only cue.
+  so that colour is never the only cue, and its text colour keeps WCAG AA contrast (>= 4.5).
 - ``restored`` is not a :class:`TaskStatus`: it is a completed handle whose value came from a
   checkpoint. Views show it apart from ``completed`` because "did this actually run?" is the
   first question after a resume.
@@ -39,6 +39,7 @@ __all__ = [
     "NodeSnapshot",
     "StateStyle",
     "counts_html",
+    "display_key",
     "format_duration",
     "handle_html",
     "nodes_table_html",
@@ -75,9 +76,9 @@ STATE_STYLES: Mapping[str, StateStyle] = MappingProxyType(
         "pending": StateStyle(fill="#d9d9d9", font="#000000", glyph="○"),
         "running": StateStyle(fill="#56b4e9", font="#000000", glyph="▶"),
         "retrying": StateStyle(fill="#e69f00", font="#000000", glyph="↻"),
-        "completed": StateStyle(fill="#009e73", font="#ffffff", glyph="✓"),
+        "completed": StateStyle(fill="#009e73", font="#000000", glyph="✓"),
         "restored": StateStyle(fill="#0072b2", font="#ffffff", glyph="⟲"),
-        "failed": StateStyle(fill="#d55e00", font="#ffffff", glyph="✗", emphasis=True),
+        "failed": StateStyle(fill="#d55e00", font="#000000", glyph="✗", emphasis=True),
         "skipped": StateStyle(fill="#f0e442", font="#000000", glyph="↷"),
         "cancelled": StateStyle(fill="#cc79a7", font="#000000", glyph="⊘"),
     }
@@ -117,6 +118,13 @@ class NodeSnapshot:
     duration: float | None  # for a running handle: time since it started
     error: str | None
     parents: tuple[str, ...]
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+def display_key(key: str) -> str:
+    """*key* as shown in views: tasks defined in a notebook or script lose the ``__main__.``."""
+    return key.removeprefix("__main__.")
 
 
 def _error_text(exc: BaseException | None) -> str | None:
@@ -151,6 +159,8 @@ def snapshot_handles(
                 duration=duration,
                 error=_error_text(h.exception),
                 parents=tuple(p.key for p in h.parents),
+                started_at=started,
+                finished_at=finished,
             )
         )
     return tuple(out)
@@ -209,7 +219,7 @@ def nodes_table_html(nodes: Sequence[NodeSnapshot], *, limit: int = TABLE_ROW_LI
         error = html.escape(_truncate(n.error, _ERROR_CHARS)) if n.error else ""
         rows.append(
             f'<tr data-key="{html.escape(n.key)}">'
-            f'<td style="{_CELL}"><code>{html.escape(n.key)}</code></td>'
+            f'<td style="{_CELL}"><code>{html.escape(display_key(n.key))}</code></td>'
             f'<td style="{_CELL}">{_badge(n.state)}</td>'
             f'<td style="{_CELL}">{n.attempts}</td>'
             f'<td style="{_CELL}">{format_duration(n.duration)}</td>'
@@ -233,7 +243,9 @@ def nodes_table_html(nodes: Sequence[NodeSnapshot], *, limit: int = TABLE_ROW_LI
 def handle_html(handle: TaskHandle[Any]) -> str:
     """The notebook repr of one handle: a small key/value table."""
     (node,) = snapshot_handles([handle])
-    parents = ", ".join(f"<code>{html.escape(k)}</code>" for k in node.parents[:20])
+    parents = ", ".join(
+        f"<code>{html.escape(display_key(k))}</code>" for k in node.parents[:20]
+    )
     if len(node.parents) > 20:
         parents += f", … ({len(node.parents) - 20} more)"
     fields = [

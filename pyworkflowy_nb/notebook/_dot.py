@@ -30,7 +30,14 @@ import subprocess
 from collections import Counter
 from collections.abc import Sequence
 
-from .._html import STATE_STYLES, STATES, NodeSnapshot, StateStyle, format_duration
+from .._html import (
+    STATE_STYLES,
+    STATES,
+    NodeSnapshot,
+    StateStyle,
+    display_key,
+    format_duration,
+)
 
 __all__ = [
     "SUMMARY_THRESHOLD",
@@ -118,7 +125,7 @@ def _node_label(node: NodeSnapshot) -> str:
         details.append(f"{node.attempts} attempts")
     if node.duration is not None:
         details.append(format_duration(node.duration))
-    return f"{_truncate(node.key, _LABEL_CHARS)}\n{' · '.join(details)}"
+    return f"{_truncate(display_key(node.key), _LABEL_CHARS)}\n{' · '.join(details)}"
 
 
 def _header(title: str, rankdir: str) -> list[str]:
@@ -192,7 +199,7 @@ def _summary_dot(nodes: Sequence[NodeSnapshot], rankdir: str, threshold: int) ->
     where: dict[str, str] = {}
     states: dict[str, Counter[str]] = {}
     for n in nodes:
-        group = n.name if n.name in kept else _OTHER
+        group = display_key(n.name) if n.name in kept else _OTHER
         where[n.key] = group
         states.setdefault(group, Counter())[n.state] += 1
 

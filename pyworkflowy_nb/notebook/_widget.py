@@ -1,0 +1,366 @@
+"""The live view of a runner: its DAG drawn by Graphviz, counts, elapsed time and a details table.
+
+Design decisions:
+
+- Thin, in the manner of ``tqdm.notebook``: the view subscribes to the runner's events and
+  renders what the handles say. It keeps no counters of its own, so it cannot disagree with the
+  engine, and it can be attached to a runner at any moment (before, during or after a run).
+- Rendering never happens on the run's thread. The event listener only marks the view dirty
+  and, if no redraw is due yet, schedules one; redraws run on a timer thread, at most
+  ``max_fps`` times a second, each one drawing the latest state (events in between coalesce).
+  A change that arrives during a redraw schedules the next one, so the last state of a run is
+  always drawn, "run-finished" included.
+- A redraw runs in a copy of the context of the event that asked for it. In a kernel, that is
+  where the notebook layer pins the executing cell's parent header (ipykernel 7 keeps it in
+  context variables), so messages sent by the timer thread are filed under the right cell.
+  Every frontend update goes through :meth:`RunnerWidget._push`, the one place to wrap if more
+  routing is ever needed.
+- While a run goes on and nothing happens (one long task), a slow heartbeat redraws once a
+  second so elapsed times keep moving.
+- Failure to draw the picture is never a traceback: without Graphviz's ``dot`` the view says how
+  to install it and still shows the table; any other rendering error is reported in the view.
+- ipywidgets is imported when a view is built, not when this module is imported, so the
+  notebook layer loads without it and the install hint comes exactly when it is needed.
+- The clock and the timer are injectable, so tests count redraws against a fake clock instead
+  of measuring wall time.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import html
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .._html import (
+    STATE_STYLES,
+    NodeSnapshot,
+    counts_html,
+    format_duration,
+    nodes_table_html,
+    snapshot_handles,
+)
+from . import _dot
+
+__all__ = ["RunnerWidget", "register_display", "watch"]
+
+logger = logging.getLogger("pyworkflowy_nb")
+
+_INSTALL_HINT = (
+    "the live view needs ipywidgets: `pip install ipywidgets` (or `pip install pyworkflowy-nb`, "
+    "which depends on it), then restart the kernel"
+)
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+#: ``scheduler(delay_seconds, callback)`` runs ``callback`` once, later, off the caller's thread.
+Scheduler = Callable[[float, Callable[[], None]], Cancellable]
+
+
+def _thread_timer(delay: float, callback: Callable[[], None]) -> Cancellable:
+    timer = threading.Timer(delay, callback)
+    timer.name = "wfy-widget-redraw"
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _import_ipywidgets() -> Any:
+    try:
+        import ipywidgets
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT) from exc
+    return ipywidgets
+
+
+class RunnerWidget:
+    """A live ipywidgets view of ``runner``; display it (or use :func:`watch`) in a notebook.
+
+    ``max_fps`` caps redraws per second; ``heartbeat`` is how often (seconds) a quiet running
+    view refreshes its clocks, ``None`` to never. ``clock`` (monotonic seconds) and
+    ``scheduler`` (``scheduler(delay, callback) -> object with cancel()``) are for tests.
+
+    The ipywidgets tree is :attr:`widget` (a ``VBox``): put it in your own layouts. :meth:`close`
+    stops the updates and leaves the last picture in place.
+    """
+
+    def __init__(
+        self,
+        runner: Any,
+        *,
+        max_fps: float = 10.0,
+        heartbeat: float | None = 1.0,
+        clock: Callable[[], float] | None = None,
+        scheduler: Scheduler | None = None,
+    ) -> None:
+        if not (callable(getattr(runner, "subscribe", None)) and hasattr(runner, "handles")):
+            raise TypeError(
+                f"RunnerWidget needs a TaskRunner, got {type(runner).__name__}: pass the runner "
+                "you submit tasks to"
+            )
+        if isinstance(max_fps, bool) or not isinstance(max_fps, (int, float)) or not (
+            0 < max_fps <= 1000
+        ):
+            raise ValueError(f"max_fps must be a number in (0, 1000], got {max_fps!r}")
+        if heartbeat is not None and (
+            isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or heartbeat <= 0
+        ):
+            raise ValueError(f"heartbeat must be a positive number of seconds or None, "
+                             f"got {heartbeat!r}")
+        widgets = _import_ipywidgets()
+
+        self.runner = runner
+        self.max_fps = float(max_fps)
+        self._interval = 1.0 / self.max_fps
+        self._heartbeat = None if heartbeat is None else float(heartbeat)
+        self._clock = clock if clock is not None else time.monotonic
+        self._schedule = scheduler if scheduler is not None else _thread_timer
+
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._dirty = False
+        self._drawing = False
+        self._closed = False
+        self._timer: Cancellable | None = None
+        self._timer_is_beat = False
+        self._generation = 0  # of the armed timer; a cancelled timer that fires anyway is stale
+        self._last_draw = -float("inf")
+        self._run_started: float | None = None
+        self._run_finished: float | None = None
+        self._last_source: str | None = None
+        self._last_graph = ""
+        #: How many times the view was drawn (tests and benchmarks read this).
+        self.draw_count = 0
+
+        self._header = widgets.HTML(value="")
+        self._graph = widgets.HTML(value="")
+        self._table = widgets.HTML(value="")
+        details = widgets.Accordion(children=[self._table], selected_index=0)
+        details.set_title(0, "Details")
+        self.widget = widgets.VBox(
+            [self._header, self._graph, details], layout=widgets.Layout(width="100%")
+        )
+        self.widget.add_class("wfy-runner-widget")
+
+        self._unsubscribe: Callable[[], None] | None = runner.subscribe(self._on_event)
+        # Draw what is there now, in the caller's thread: the view is never shown empty.
+        with self._lock:
+            self._dirty = True
+        self._fire(None)
+
+    # -- events (run's thread) ----------------------------------------------------------------
+    def _on_event(self, event: Any) -> None:
+        kind = getattr(event, "kind", None)
+        if kind == "run-started":
+            self._run_started, self._run_finished = event.time, None
+        elif kind == "run-finished":
+            self._run_finished = event.time
+        with self._lock:
+            self._request()
+
+    def _request(self) -> None:
+        """Mark dirty and make sure a redraw is due; the caller holds ``self._lock``."""
+        self._dirty = True
+        if self._closed or self._drawing:
+            return  # a redraw in progress reschedules when it ends
+        if self._timer is not None:
+            if not self._timer_is_beat:
+                return  # one is already due: this change joins it
+            self._timer.cancel()  # a real change should not wait for the next heartbeat
+            self._timer = None
+        self._arm(max(0.0, self._last_draw + self._interval - self._clock()), beat=False)
+
+    def _arm(self, delay: float, *, beat: bool) -> None:
+        # The redraw runs in a copy of this context: see the module docstring.
+        ctx = contextvars.copy_context()
+        self._generation += 1
+        generation = self._generation
+        self._timer_is_beat = beat
+        self._timer = self._schedule(delay, lambda: ctx.run(self._fire, generation, beat))
+
+    # -- redrawing (timer thread) -------------------------------------------------------------
+    def _fire(self, generation: int | None, beat: bool = False) -> None:
+        """Draw if anything changed; *generation* is the timer's, None for a direct call."""
+        with self._lock:
+            if generation is not None:
+                if generation != self._generation or self._timer is None:
+                    return  # cancelled, or replaced by a newer timer
+                self._timer = None
+                if beat:
+                    self._dirty = True
+            if self._closed or self._drawing or not self._dirty:
+                self._idle.notify_all()
+                return
+            self._dirty = False
+            self._drawing = True
+            self._last_draw = self._clock()
+        try:
+            self._redraw()
+        except Exception:  # a view must never break anything; leave a trace in the log
+            logger.exception("the live view failed to redraw")
+        finally:
+            with self._lock:
+                self._drawing = False
+                if not self._closed:
+                    if self._dirty:
+                        delay = max(0.0, self._last_draw + self._interval - self._clock())
+                        self._arm(delay, beat=False)
+                    elif self._heartbeat is not None and self._is_running():
+                        self._arm(self._heartbeat, beat=True)
+                self._idle.notify_all()
+
+    def _is_running(self) -> bool:
+        try:
+            return bool(self.runner.running)
+        except Exception:
+            return False
+
+    def _redraw(self) -> None:
+        now = time.time()
+        nodes = snapshot_handles(self.runner.handles, now=now)
+        header = self._header_html(nodes, now)
+        graph = self._graph_html(nodes)
+        table = nodes_table_html(nodes)
+        self.draw_count += 1
+        self._push(graph, header, table)
+
+    def _push(self, graph: str, header: str, table: str) -> None:
+        """Send a redraw to the frontend: the single place where widget values change."""
+        # ipywidgets only sends a trait whose value changed, so unchanged parts cost nothing.
+        self._header.value = header
+        self._graph.value = graph
+        self._table.value = table
+
+    # -- pieces of the picture ----------------------------------------------------------------
+    def _header_html(self, nodes: tuple[NodeSnapshot, ...], now: float) -> str:
+        running = self._is_running()
+        starts = [n.started_at for n in nodes if n.started_at is not None]
+        start = self._run_started if self._run_started is not None else min(starts, default=None)
+        if running or start is None:
+            end = now
+        elif self._run_finished is not None:
+            end = self._run_finished
+        else:
+            end = max((n.finished_at for n in nodes if n.finished_at is not None), default=now)
+        elapsed = format_duration(max(0.0, end - start)) if start is not None else "–"
+        status = "running" if running else ("finished" if self._run_finished else "idle")
+        return (
+            f'<div class="wfy-header" data-status="{status}" style="font-size:13px">'
+            f"<b>{len(nodes)} tasks</b> · {status} · elapsed {elapsed}"
+            f'<div style="margin-top:3px">{counts_html(nodes)}</div></div>'
+        )
+
+    def _graph_html(self, nodes: tuple[NodeSnapshot, ...]) -> str:
+        if not nodes:
+            return ""
+        source = _dot.build_dot(nodes)
+        if source == self._last_source:
+            return self._last_graph
+        try:
+            svg = _dot.render_svg(source)
+        except _dot.GraphvizNotFoundError as exc:
+            return _notice(f"No DAG picture: {exc}. The table below lists every task.")
+        except _dot.RenderError as exc:
+            return _notice(f"The DAG picture could not be drawn ({exc}); the table below lists "
+                           "every task.")
+        graph = (
+            '<div class="wfy-graph" style="overflow:auto;max-height:520px;max-width:100%">'
+            f"{svg}</div>"
+        )
+        self._last_source, self._last_graph = source, graph
+        return graph
+
+    # -- public -------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Redraw now, in the calling thread (or right after a redraw that is in progress)."""
+        with self._lock:
+            self._dirty = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        self._fire(None)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every change seen so far is drawn; False if *timeout* ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while not self._closed and (self._drawing or (self._dirty and self._timer)):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def close(self) -> None:
+        """Stop following the runner; the last picture stays on screen."""
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._idle.notify_all()
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            bundle["text/plain"] = f"RunnerWidget({self.runner!r})"
+        return bundle
+
+    def __repr__(self) -> str:
+        return f"<RunnerWidget of {self.runner!r}, {self.draw_count} draws>"
+
+
+def _notice(text: str) -> str:
+    style = STATE_STYLES["retrying"]
+    return (
+        f'<div class="wfy-notice" style="border-left:4px solid {style.fill};padding:4px 8px;'
+        f'margin:4px 0">{html.escape(text)}</div>'
+    )
+
+
+def watch(runner: Any, *, max_fps: float = 10.0) -> RunnerWidget:
+    """Show a live view of ``runner`` in the current notebook cell and return it."""
+    view = RunnerWidget(runner, max_fps=max_fps)
+    from IPython.display import display
+
+    display(view)  # type: ignore[no-untyped-call]
+    return view
+
+
+def _runner_bundle(runner: Any) -> Any:
+    try:
+        return RunnerWidget(runner)._repr_mimebundle_()
+    except ImportError:
+        return None  # no ipywidgets: the runner's HTML table is shown instead
+
+
+def register_display(shell: Any = None) -> bool:
+    """Make ``display(runner)`` (and a runner as a cell's value) show the live view.
+
+    Returns False when there is no kernel to register with (plain Python, terminal IPython).
+    """
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return False  # a terminal cannot show widgets; keep the text repr there
+    from .._run import TaskRunner
+
+    shell.display_formatter.mimebundle_formatter.for_type(TaskRunner, _runner_bundle)
+    return True
