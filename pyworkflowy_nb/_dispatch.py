@@ -401,6 +401,10 @@ class Dispatcher:
                             f"task {c.key!r} did not run: its dependency {x.key!r} ended "
                             f"{st.value}", task=c.key, dependency=x.key,
                             dependency_status=st.value)))
+        if self.unfinished <= 0:
+            # The last handle can end off the normal path (a timeout or cancel while its
+            # worker still runs); without this the loop would sleep until that worker returns.
+            self.wake()
         run = self.run
         if (origin_failure is not None and runner.on_task_error == "raise" and run is not None
                 and run.abort_error is None):
