@@ -1,0 +1,104 @@
+"""Shared helpers for the engine tests.
+
+Process-backend workers import task functions by module and qualname, so every function the
+process backend runs lives here at module top level (the tests directory is on ``sys.path``
+under pytest's default import mode, and forked or spawned workers inherit it).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pyworkflowy_nb import current_task, task
+
+HANG_GUARD = 30.0  # seconds; only ever reached when something is broken
+
+
+class Gauge:
+    """Counts how many bodies run at once and remembers the highest count seen."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+
+    @contextmanager
+    def inside(self) -> Iterator[None]:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = HANG_GUARD) -> None:
+    """Poll ``predicate`` until true; the timeout is a hang guard, not a measurement."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+# -- process-backend bodies (must be importable by name) ---------------------------------------
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def context_is_none() -> bool:
+    return current_task() is None
+
+
+def fail_with_value_error(message: str) -> None:
+    raise ValueError(message)
+
+
+def sleep_then(seconds: float, value: Any) -> Any:
+    time.sleep(seconds)
+    return value
+
+
+def concurrency_probe(folder: str, index: int, hold: float) -> int:
+    """Record entry/exit in ``folder`` so the parent can count overlapping process bodies.
+
+    Marker files are created and removed atomically; the peak is taken inside the body by
+    listing the folder, which is exact for "how many bodies are inside right now".
+    """
+    marker = os.path.join(folder, f"in-{index}")
+    with open(marker, "w"):
+        pass
+    try:
+        inside = sum(1 for n in os.listdir(folder) if n.startswith("in-"))
+        with open(os.path.join(folder, f"seen-{index}-{inside}"), "w"):
+            pass
+        time.sleep(hold)
+        return inside
+    finally:
+        os.remove(marker)
+
+
+@task(backend="process")
+def process_square(x: int) -> int:
+    return x * x
+
+
+@task(backend="process")
+def process_context_is_none() -> bool:
+    return current_task() is None
