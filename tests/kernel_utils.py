@@ -83,6 +83,8 @@ class CellResult:
         for m in self.messages:
             if m["msg_type"] == "error":
                 return dict(m["content"])
+        if self.status == "error":  # e.g. a UsageError: no error message, just the reply
+            return dict(self.reply["content"])
         return None
 
     @property
@@ -146,7 +148,10 @@ class Kernel:
         }
         (spec_path / "kernel.json").write_text(json.dumps(spec))
         ksm = KernelSpecManager(kernel_dirs=[self._specdir.name], ensure_native_kernel=False)
-        self.km = KernelManager(kernel_name="wfy-test-python", kernel_spec_manager=ksm)
+        # IPC transport: no TCP ports to race for when tests start kernels in parallel.
+        self.km = KernelManager(
+            kernel_name="wfy-test-python", kernel_spec_manager=ksm, transport="ipc"
+        )
         kernel_env = dict(os.environ)
         # The package is run from the checkout, installed or not.
         kernel_env["PYTHONPATH"] = os.pathsep.join(

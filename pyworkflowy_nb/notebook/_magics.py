@@ -16,9 +16,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from IPython.core import magic as _magic
 from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
-from IPython.core import magic as _magic
 from IPython.core.magic import Magics, magics_class
 
 from ..exceptions import DependencyFailedError
@@ -166,7 +166,7 @@ class WorkflowMagics(Magics):
               help="tasks to run, with everything they need (default: every task)")
     @argument("-b", "--background", action="store_true",
               help="return at once; results land in the namespace as tasks finish")
-    @argument("--max-workers", type=_positive_int, default=None,
+    @argument("--max-workers", type=_positive_int, default=None, metavar="N",
               help="how many tasks may run at the same time")
     @argument("--no-widget", action="store_true",
               help="print a text summary instead of showing the live widget")

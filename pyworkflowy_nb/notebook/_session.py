@@ -661,7 +661,7 @@ class Session:
             elif res is not None:
                 status = res.status.value + (" (restored)" if res.restored else "")
                 attempts = str(res.attempts) if res.attempts else ""
-                duration = f"{res.duration:.3g}s" if res.duration is not None else ""
+                duration = _fmt_duration(res.duration)
             rows.append({
                 "task": cell.name,
                 "after": ", ".join(cell.after) or "-",
@@ -814,6 +814,16 @@ class ScheduleBook:
         if runner is not None:
             runner.cancel_all()
             runner.shutdown()
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 120:
+        return f"{seconds:.2f}s"
+    return f"{seconds / 60:.1f}min"
 
 
 def _find_cycle(tasks: dict[str, CellTask], start: str) -> list[str] | None:

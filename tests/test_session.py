@@ -1,0 +1,424 @@
+"""The notebook session and its magics, in-process (IPython's InteractiveShell, no kernel).
+
+Kernel-only behaviour (the running loop, parent headers, SIGKILL) is in test_*_kernel.py.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from kernel_utils import poll
+
+from pyworkflowy_nb import TaskStatus
+from pyworkflowy_nb.exceptions import CycleError, DependencyFailedError, TaskTimeoutError
+from pyworkflowy_nb.notebook import Session
+from pyworkflowy_nb.notebook._magics import WorkflowMagics
+from pyworkflowy_nb.notebook._session import SessionCycleError, cell_version
+
+
+@pytest.fixture
+def session() -> Session:
+    return Session(user_ns={})
+
+
+@pytest.fixture
+def ip() -> Iterator[InteractiveShell]:
+    shell = InteractiveShell.instance()
+    session = Session(shell=shell)
+    shell.register_magics(WorkflowMagics(shell, session))
+    saved = dict(shell.user_ns)
+    try:
+        yield shell
+    finally:
+        session.close()
+        shell.user_ns.clear()
+        shell.user_ns.update(saved)
+
+
+def magics_session(ip: InteractiveShell) -> Session:
+    magics = ip.magics_manager.registry["WorkflowMagics"]
+    assert isinstance(magics, WorkflowMagics)
+    return magics.session
+
+
+# -- definitions -------------------------------------------------------------------------------
+
+
+def test_plan_is_topological_with_definition_order_for_ties(session: Session) -> None:
+    session.define("report", "1", after=["clean", "stats"])
+    session.define("load", "1")
+    session.define("stats", "1", after=["load"])
+    session.define("clean", "1", after=["load"])
+    assert [c.name for c in session.plan()] == ["load", "stats", "clean", "report"]
+    # Only what the named task needs:
+    assert [c.name for c in session.plan(["stats"])] == ["load", "stats"]
+
+
+def test_bad_names_are_usage_errors_that_suggest_a_fix(session: Session) -> None:
+    with pytest.raises(UsageError, match=r"'my-task' is not a valid Python identifier.*'my_task'"):
+        session.define("my-task", "1")
+    with pytest.raises(UsageError, match="'class'"):
+        session.define("class", "1")
+    with pytest.raises(UsageError, match=r"--after task name '2x'"):
+        session.define("ok", "1", after=["2x"])
+
+
+def test_after_may_name_a_task_defined_later_but_a_run_needs_it(session: Session) -> None:
+    session.define("child", "parent + 1", after=["parent"])
+    with pytest.raises(UsageError, match=r"'child' runs --after 'parent', which is not defined"):
+        session.plan()
+    session.define("parent", "41")
+    session.run()
+    assert session.user_ns["child"] == 42
+
+
+def test_cycles_are_refused_and_the_old_definition_kept(session: Session) -> None:
+    session.define("a", "1")
+    session.define("b", "a", after=["a"])
+    session.define("c", "b", after=["b"])
+    with pytest.raises(SessionCycleError) as info:
+        session.define("a", "c", after=["c"])
+    assert isinstance(info.value, CycleError) and isinstance(info.value, UsageError)
+    assert info.value.cycle == ("a", "c", "b", "a")
+    assert session.tasks["a"].after == ()  # the previous definition stays
+    with pytest.raises(SessionCycleError, match="cannot run --after itself"):
+        session.define("d", "1", after=["d"])
+
+
+def test_redefining_keeps_the_position_and_changes_the_version(session: Session) -> None:
+    session.define("a", "1")
+    session.define("b", "2")
+    v1 = session.tasks["a"].version
+    session.define("a", "10")
+    assert list(session.tasks) == ["a", "b"]
+    assert session.tasks["a"].version != v1
+
+
+def test_version_ignores_line_endings_and_trailing_blanks_only() -> None:
+    assert cell_version("x = 1\ny = 2\n") == cell_version("x = 1  \r\ny = 2\r\n\n")
+    assert cell_version("x = 1") != cell_version("x = 2")
+    assert cell_version("x = 1") != cell_version("x = 1  # changed")
+
+
+def test_bad_options(session: Session) -> None:
+    with pytest.raises(UsageError, match=r"unknown --backend 'thraed' \(did you mean 'thread'"):
+        session.define("a", "1", backend="thraed")
+    with pytest.raises(UsageError, match="top-level await, which needs --backend asyncio"):
+        session.define("a", "import asyncio\nawait asyncio.sleep(0)", backend="thread")
+    with pytest.raises(UsageError, match="--retries"):
+        session.define("a", "1", retries=-1)
+    with pytest.raises(UsageError, match="--timeout"):
+        session.define("a", "1", timeout=0)
+    with pytest.raises(UsageError, match="no tasks are defined yet"):
+        session.plan()
+    session.define("a", "1")
+    with pytest.raises(UsageError, match=r"unknown task 'b'"):
+        session.plan(["b"])
+
+
+def test_syntax_errors_point_at_the_cell(session: Session) -> None:
+    with pytest.raises(SyntaxError) as info:
+        session.define("a", "x = (1,\n")
+    assert info.value.filename == "<wfy-task a>"
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+def test_cells_see_the_namespace_and_upstream_but_keep_their_assignments(session: Session) -> None:
+    ns = session.user_ns
+    ns["factor"] = 3
+    ns["double"] = lambda v: 2 * v
+    session.define("load", "data = [1, 2, 3]\ndata")
+    session.define("scaled", "tmp = [factor * v for v in load]\ndouble(sum(tmp))",
+                   after=["load"])
+    session.define("side", "not_a_result = 5")  # no final expression: result None
+    results = session.run()
+    assert results.ok
+    assert ns["load"] == [1, 2, 3]
+    assert ns["scaled"] == 36
+    assert ns["side"] is None
+    assert "data" not in ns and "tmp" not in ns and "not_a_result" not in ns
+
+
+def test_functions_defined_inside_a_cell_see_the_cell_names(session: Session) -> None:
+    session.define("a", "k = 5\ndef f(x):\n    return x + k\nf(1)")
+    session.run()
+    assert session.user_ns["a"] == 6
+
+
+def test_top_level_await_runs_on_asyncio(session: Session) -> None:
+    session.define("a", "import asyncio\nawait asyncio.sleep(0)\n7")
+    session.define("b", "import asyncio\nawait asyncio.sleep(0, result=a * 6)", after=["a"])
+    cell = session.tasks["b"]
+    assert cell.is_async and cell.backend == "asyncio"
+    session.run()
+    assert session.user_ns["b"] == 42
+
+
+def test_sync_cells_default_to_the_thread_backend(session: Session) -> None:
+    session.define("where", "import threading\nthreading.current_thread().name")
+    session.run()
+    assert session.user_ns["where"] != threading.current_thread().name
+    assert session.tasks["where"].backend == "thread"
+
+
+def test_failures_stay_on_their_branch(session: Session) -> None:
+    session.define("ok", "1")
+    session.define("bad", "raise ValueError('boom')")
+    session.define("after_bad", "bad", after=["bad"])
+    results = session.run()
+    assert not results.ok
+    assert results["ok"].status is TaskStatus.COMPLETED
+    assert isinstance(results["bad"].error, ValueError)
+    assert isinstance(results["after_bad"].error, DependencyFailedError)
+    assert session.user_ns["ok"] == 1
+    assert "bad" not in session.user_ns and "after_bad" not in session.user_ns
+    assert session.results["bad"].status is TaskStatus.FAILED
+
+
+def test_retries_and_timeouts(session: Session) -> None:
+    ns = session.user_ns
+    ns["calls"] = []
+    ns["release"] = threading.Event()
+    session.define("flaky", "calls.append(1)\nif len(calls) < 3:\n    raise OSError('again')\n"
+                   "len(calls)", retries=2)
+    session.define("slow", "release.wait(60)\n'late'", timeout=0.05)
+
+    def release_on_timeout(event: Any) -> None:
+        # The body is a thread the timeout cannot kill; let it go once the timeout is recorded.
+        if event.kind == "failed" and event.key == "slow":
+            ns["release"].set()
+
+    run = session.start(session.build(listeners=[release_on_timeout]), background=False)
+    try:
+        results = session.wait(run)
+    finally:
+        ns["release"].set()
+    assert results["flaky"].value == 3 and results["flaky"].attempts == 3
+    assert isinstance(results["slow"].error, TaskTimeoutError)
+
+
+def test_a_changed_cell_changes_its_own_and_downstream_fingerprints_only(
+        session: Session) -> None:
+    session.define("a", "1")
+    session.define("b", "2")
+    session.define("c", "a + b", after=["a", "b"])
+    before = {k: h.fingerprint for k, h in session.build().handles.items()}
+    session.define("a", "10")
+    after = {k: h.fingerprint for k, h in session.build().handles.items()}
+    assert after["a"] != before["a"] and after["c"] != before["c"]
+    assert after["b"] == before["b"]
+    # Options that do not change the result do not change the identity.
+    session.define("b", "2", retries=3)
+    assert session.build().handles["b"].fingerprint == before["b"]
+
+
+def test_process_backend_ships_the_cell_with_cloudpickle(session: Session) -> None:
+    ns = session.user_ns
+    ns["offset"] = 100
+    ns["square"] = lambda v: v * v  # a lambda: only cloudpickle can send it
+    session.define("base", "4")
+    session.define("remote", "import os\n(os.getpid(), square(base) + offset)",
+                   after=["base"], backend="process")
+    session.define("remote_fail", "raise KeyError('in the worker')", backend="process")
+    try:
+        results = session.run()
+    finally:
+        session.close()
+    pid, value = ns["remote"]
+    assert value == 116 and pid != os.getpid()
+    err = results["remote_fail"].error
+    assert isinstance(err, KeyError)
+    assert any("worker process" in note for note in getattr(err, "__notes__", []))
+
+
+def test_forget(session: Session) -> None:
+    session.define("a", "1")
+    session.define("b", "2")
+    assert session.forget(["a"]) == ["a"]
+    assert list(session.tasks) == ["b"]
+    with pytest.raises(UsageError, match="unknown task 'zz'"):
+        session.forget(["zz"])
+    assert session.forget() == ["b"]
+    assert session.tasks == {}
+
+
+def test_a_background_run_blocks_a_second_run_until_done(session: Session) -> None:
+    gate = threading.Event()
+    session.user_ns["gate"] = gate
+    session.define("wait", "gate.wait(60)\n'done'")
+    run = session.start(session.build(), background=True)
+    try:
+        with pytest.raises(UsageError, match="still going"):
+            session.check_idle()
+    finally:
+        gate.set()
+    assert run.future is not None
+    assert run.future.result(timeout=60).ok
+    poll(lambda: session.user_ns.get("wait") == "done", what="the background result")
+    session.check_idle()
+
+
+# -- the magics, in-process --------------------------------------------------------------------
+
+
+def test_task_magic_defines_without_running(ip: InteractiveShell) -> None:
+    ip.user_ns["hits"] = []
+    ip.run_cell_magic("task", "a --retries 1 --timeout 5", "hits.append(1)\n21")
+    ip.run_cell_magic("task", "b --after a", "a * 2")
+    assert ip.user_ns["hits"] == []
+    cell = magics_session(ip).tasks["a"]
+    assert (cell.retries, cell.timeout, cell.after) == (1, 5.0, ())
+    ip.run_line_magic("wfy_run", "--no-widget")
+    assert ip.user_ns["b"] == 42 and ip.user_ns["hits"] == [1]
+
+
+def test_task_cells_accept_ipython_syntax(ip: InteractiveShell) -> None:
+    ip.run_cell_magic("task", "a", "x = !echo hi\nx[0]")
+    ip.run_line_magic("wfy_run", "--no-widget")
+    assert ip.user_ns["a"] == "hi"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("a --retries -1", "argument --retries: expected a whole number >= 0, got '-1'"),
+        ("a --retries x", "argument --retries: expected a whole number >= 0, got 'x'"),
+        ("a --timeout 0", "argument --timeout: expected a positive, finite number"),
+        ("a --backend gpu", "unknown --backend 'gpu'"),
+        ("a-b", "not a valid Python identifier"),
+    ],
+)
+def test_task_magic_usage_errors(ip: InteractiveShell, line: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ip.run_cell_magic("task", line, "1")
+
+
+def test_empty_task_cell_is_refused(ip: InteractiveShell) -> None:
+    with pytest.raises(UsageError, match="empty body"):
+        ip.run_cell_magic("task", "a", "   \n")
+
+
+def test_wfy_run_usage_errors(ip: InteractiveShell) -> None:
+    with pytest.raises(UsageError, match="no tasks are defined yet"):
+        ip.run_line_magic("wfy_run", "")
+    ip.run_cell_magic("task", "a", "1")
+    with pytest.raises(UsageError, match=r"unknown task 'aa' \(did you mean 'a'\?\)"):
+        ip.run_line_magic("wfy_run", "aa")
+    with pytest.raises(UsageError, match="--max-workers: expected a whole number >= 1"):
+        ip.run_line_magic("wfy_run", "--max-workers 0")
+
+
+def test_wfy_run_reports_failures_and_raise_flag(
+        ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_cell_magic("task", "good", "1")
+    ip.run_cell_magic("task", "bad", "raise ZeroDivisionError('nope')")
+    ip.run_cell_magic("task", "later", "bad", )
+    ip.run_cell_magic("task", "later --after bad", "bad")
+    ip.run_line_magic("wfy_run", "--no-widget")
+    out = capsys.readouterr()
+    assert "good" in out.out and "completed" in out.out
+    assert "1 completed, 2 failed" in out.out
+    assert "task 'bad' failed after 1 attempt(s)" in out.err
+    assert "ZeroDivisionError: nope" in out.err
+    assert "later did not run" in out.err
+    with pytest.raises(ZeroDivisionError):
+        ip.run_line_magic("wfy_run", "--no-widget --raise")
+
+
+def test_wfy_run_runs_only_what_the_named_task_needs(ip: InteractiveShell) -> None:
+    ip.run_cell_magic("task", "a", "1")
+    ip.run_cell_magic("task", "b --after a", "a + 1")
+    ip.run_cell_magic("task", "other", "'x'")
+    ip.run_line_magic("wfy_run", "b --no-widget")
+    assert ip.user_ns["b"] == 2 and "other" not in ip.user_ns
+
+
+def test_help_documents_the_options(ip: InteractiveShell) -> None:
+    doc = ip.find_line_magic("wfy_run").__doc__
+    assert "--background" in doc and "--max-workers" in doc
+    assert "--after" in ip.find_cell_magic("task").__doc__
+
+
+def test_status_and_reset(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_line_magic("wfy_status", "")
+    assert "no tasks defined yet" in capsys.readouterr().out
+    ip.run_cell_magic("task", "a", "1")
+    ip.run_cell_magic("task", "b --after a --backend asyncio", "2")
+    ip.run_line_magic("wfy_run", "a --no-widget")
+    capsys.readouterr()
+    ip.run_line_magic("wfy_status", "")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["task", "after", "backend", "status"]
+    assert lines[1].split()[:4] == ["a", "-", "thread", "completed"]
+    assert lines[2].split()[:5] == ["b", "a", "asyncio", "not", "run"]
+    ip.run_line_magic("wfy_reset", "a")
+    assert list(magics_session(ip).tasks) == ["b"]
+    with pytest.raises(UsageError, match="unknown task 'a'"):
+        ip.run_line_magic("wfy_reset", "a")
+    ip.run_line_magic("wfy_reset", "")
+    assert magics_session(ip).tasks == {}
+    assert ip.user_ns["a"] == 1  # values stay
+
+
+def test_schedule_every_fires_repeatedly_with_current_code(ip: InteractiveShell) -> None:
+    ip.user_ns["ticks"] = []
+    ip.run_cell_magic("task", "base", "10")
+    ip.run_cell_magic("task", "tick --after base", "ticks.append(base)\nlen(ticks)")
+    ip.run_line_magic("wfy_schedule", "every 0.05 tick")
+    session = magics_session(ip)
+    try:
+        poll(lambda: len(ip.user_ns["ticks"]) >= 2, what="two firings")
+        assert ip.user_ns["tick"] >= 1 and ip.user_ns["base"] == 10
+        # Redefining a cell takes effect on a later firing.
+        ip.run_cell_magic("task", "base", "20")
+        poll(lambda: 20 in ip.user_ns["ticks"], what="a firing with the new code")
+        rows = session.schedules.rows()
+        assert rows[0]["tasks"] == "tick" and rows[0]["trigger"] == "every 0.05s"
+    finally:
+        ip.run_line_magic("wfy_schedule", "stop tick")
+    assert session.schedules.rows() == []
+
+
+def test_schedule_cron_and_errors(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+                                  ) -> None:
+    ip.run_cell_magic("task", "a", "1")
+    with pytest.raises(UsageError, match="unknown task 'nope'"):
+        ip.run_line_magic("wfy_schedule", "every 5 nope")
+    with pytest.raises(UsageError, match="every: expected a positive"):
+        ip.run_line_magic("wfy_schedule", "every -5 a")
+    with pytest.raises(UsageError, match="bad cron expression"):
+        ip.run_line_magic("wfy_schedule", 'cron "61 * * * *" a')
+    with pytest.raises(UsageError, match="unknown %wfy_schedule action 'sometimes'"):
+        ip.run_line_magic("wfy_schedule", "sometimes a")
+    with pytest.raises(UsageError, match="no schedule fires 'a'"):
+        ip.run_line_magic("wfy_schedule", "stop a")
+    ip.run_line_magic("wfy_schedule", 'cron "*/5 * * * *" a')
+    ip.run_line_magic("wfy_schedule", "cron 0 12 * * 1-5 a")  # unquoted fields work too
+    capsys.readouterr()
+    ip.run_line_magic("wfy_schedule", "list")
+    listing = capsys.readouterr().out
+    assert "cron '*/5 * * * *'" in listing and "cron '0 12 * * 1-5'" in listing
+    ip.run_line_magic("wfy_schedule", "stop")
+    ip.run_line_magic("wfy_schedule", "list")
+    assert "nothing is scheduled" in capsys.readouterr().out
+
+
+def test_extension_entry_points(ip: InteractiveShell) -> None:
+    import pyworkflowy_nb
+    from pyworkflowy_nb import notebook
+
+    shell: Any = ip
+    pyworkflowy_nb.load_ipython_extension(shell)
+    assert notebook.get_session(shell) is notebook.get_session(shell)
+    assert shell.find_line_magic("wfy_run") is not None
+    pyworkflowy_nb.unload_ipython_extension(shell)
+    assert shell.find_line_magic("wfy_run") is None
+    assert shell.find_cell_magic("task") is None
