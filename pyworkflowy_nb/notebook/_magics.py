@@ -10,10 +10,11 @@ as one line instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from IPython.core import magic as _magic
@@ -23,7 +24,7 @@ from IPython.core.magic import Magics, magics_class
 
 from ..exceptions import DependencyFailedError
 from ._loop import ParentPin
-from ._session import Run, Session, check_name
+from ._session import Run, Session, SessionCycleError, check_name
 
 if TYPE_CHECKING:
     from .._handle import RunResults
@@ -100,6 +101,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+@contextlib.contextmanager
+def _as_usage_error() -> Iterator[None]:
+    # IPython prints the one-line form only for UsageError itself, not for subclasses.
+    try:
+        yield
+    except SessionCycleError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _unquote(text: str) -> str:
     # IPython splits magic lines without removing quotes.
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
@@ -154,10 +164,11 @@ class WorkflowMagics(Magics):
                 f"%%task {args.name} has an empty body: put the task's code in the cell below "
                 f"the %%task line (it is a cell magic, written with two %)"
             )
-        self.session.define(
-            args.name, cell, after=args.after, retries=args.retries, timeout=args.timeout,
-            backend=args.backend,
-        )
+        with _as_usage_error():
+            self.session.define(
+                args.name, cell, after=args.after, retries=args.retries, timeout=args.timeout,
+                backend=args.backend,
+            )
 
     # -- %wfy_run --------------------------------------------------------------------------------
 
@@ -187,11 +198,12 @@ class WorkflowMagics(Magics):
         session.check_idle()
         # A blocking run holds this cell; whatever its threads send must carry its header.
         pin = None if args.background else ParentPin.capture()
-        run = session.build(
-            args.names or None,
-            max_workers=args.max_workers,
-            listeners=[pin.listener] if pin is not None else [],
-        )
+        with _as_usage_error():
+            run = session.build(
+                args.names or None,
+                max_workers=args.max_workers,
+                listeners=[pin.listener] if pin is not None else [],
+            )
         widget = None if args.no_widget else _show_widget(run)
         session.start(run, background=args.background)
         if args.background:
@@ -201,6 +213,11 @@ class WorkflowMagics(Magics):
             )
             return
         results = session.wait(run)
+        if widget is not None:
+            # Draw the final state while this cell is still the parent of what is sent.
+            flush = getattr(widget, "flush", None)
+            if callable(flush):
+                flush(timeout=30.0)
         _report(run, results, verbose=widget is None)
         if args.raise_ and not results.ok:
             first = _root_failures(results)[0]
@@ -228,9 +245,12 @@ class WorkflowMagics(Magics):
         checkpoint) and stores fresh results in the namespace.
         """
         args = parse_argstring(self.wfy_schedule, line)
-        rest = [_unquote(x) for x in args.rest]
+        with _as_usage_error():
+            self._schedule(args.action, [_unquote(x) for x in args.rest])
+
+    def _schedule(self, action: str, rest: list[str]) -> None:
         book = self.session.schedules
-        if args.action == "every":
+        if action == "every":
             if len(rest) < 2:
                 raise UsageError(f"every needs SECONDS and at least one NAME; {_SCHEDULE_USAGE}")
             try:
@@ -240,7 +260,7 @@ class WorkflowMagics(Magics):
             job = book.every(seconds, rest[1:])
             print(f"wfy: scheduled {' '.join(rest[1:])} {job.describe()}; next at "
                   f"{_when(job.next_fire)}")
-        elif args.action == "cron":
+        elif action == "cron":
             if len(rest) == 1:
                 raise UsageError(f"cron needs an expression and at least one NAME; "
                                  f"{_SCHEDULE_USAGE}")
@@ -248,7 +268,7 @@ class WorkflowMagics(Magics):
             job = book.cron(expr, names)
             print(f"wfy: scheduled {' '.join(names)} {job.describe()}; next at "
                   f"{_when(job.next_fire)}")
-        elif args.action == "list":
+        elif action == "list":
             if rest:
                 raise UsageError(f"list takes no arguments, got {' '.join(rest)!r}")
             rows = book.rows()
@@ -256,11 +276,11 @@ class WorkflowMagics(Magics):
                 print("wfy: nothing is scheduled")
             else:
                 print(_table(rows))
-        elif args.action == "stop":
+        elif action == "stop":
             stopped = book.stop(rest or None)
             print(f"wfy: stopped {stopped} schedule(s)")
         else:
-            raise UsageError(f"unknown %wfy_schedule action {args.action!r}; {_SCHEDULE_USAGE}")
+            raise UsageError(f"unknown %wfy_schedule action {action!r}; {_SCHEDULE_USAGE}")
 
     # -- %wfy_status, %wfy_reset, %wfy_cancel -----------------------------------------------------
 
