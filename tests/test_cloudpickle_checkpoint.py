@@ -500,6 +500,27 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_readable(
     np.testing.assert_array_equal(loaded["a"]["value"], np.arange(3))
 
 
+def test_a_failed_save_loses_nothing_when_it_is_retried(
+        ckpath: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint writer re-queues a failed batch; the retry must keep the older records."""
+    checkpointer = CloudpickleCheckpointer(ckpath)
+    checkpointer.save({"a": record("a", 1)})
+    real_replace = os.replace
+
+    def disk_full(src: Any, dst: Any) -> None:
+        if Path(dst) != ckpath:
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        checkpointer.save({"b": record("b", 2)})
+    monkeypatch.setattr(os, "replace", real_replace)
+    checkpointer.save({"b": record("b", 2)})
+    loaded = CloudpickleCheckpointer(ckpath).load()
+    assert {k: r["value"] for k, r in loaded.items()} == {"a": 1, "b": 2}
+
+
 # -- through the engine ----------------------------------------------------------------------------
 
 

@@ -202,7 +202,18 @@ class CloudpickleCheckpointer(FileCheckpointer):
     # -- permissions -----------------------------------------------------------------------------
     def save(self, records: Mapping[str, dict[str, Any]]) -> None:
         _private_dir(self.parts, self.dir_mode)
-        super().save(records)
+        # The base class folds older segments into the new one by popping them from its list
+        # before the new segment is safely on disk; if that write fails, a retry would write a
+        # manifest without them and lose their records. Put the list back on failure (the
+        # files it names are untouched until a manifest stops naming them).
+        segments = getattr(self, "_segments", None)
+        before = list(segments) if isinstance(segments, list) else None
+        try:
+            super().save(records)
+        except BaseException:
+            if before is not None:
+                self._segments = before
+            raise
 
 
 def _differences(recorded: Mapping[str, str]) -> list[str]:
