@@ -22,12 +22,14 @@ _event_lock = threading.Lock()
 class TaskContext:
     """What a task body can learn about its own execution: name, key, attempt, cancel flag."""
 
-    __slots__ = ("_cancelled", "_event", "attempt", "key", "name")
+    __slots__ = ("_cancelled", "_event", "attempt", "key", "name", "runner")
 
-    def __init__(self, name: str, key: str, attempt: int) -> None:
+    def __init__(self, name: str, key: str, attempt: int,
+                 runner: TaskRunner | None = None) -> None:
         self.name = name
         self.key = key
         self.attempt = attempt
+        self.runner = runner  # the runner executing this task, for submissions from the body
         self._cancelled = False
         self._event: threading.Event | None = None  # made on first use: most tasks never ask
 
@@ -71,5 +73,13 @@ def current_task() -> TaskContext | None:
 
 
 def get_current_runner() -> TaskRunner | None:
-    """The runner bound by the innermost ``with TaskRunner() as runner:``, or ``None``."""
-    return _current_runner.get()
+    """The runner bound by the innermost ``with TaskRunner() as runner:``, else the runner
+    executing the current task (so ``task.submit()`` inside a body joins its run), or ``None``.
+    """
+    runner = _current_runner.get()
+    if runner is None:
+        # Worker threads do not inherit the submitter's context; the task's own does travel.
+        ctx = _current_task.get()
+        if ctx is not None:
+            runner = ctx.runner
+    return runner

@@ -175,7 +175,7 @@ class Dispatcher:
         task = h.task
         ctx = h._ctx
         if ctx is None:
-            ctx = h._ctx = TaskContext(h.name, h.key, 0)
+            ctx = h._ctx = TaskContext(h.name, h.key, 0, self.runner)
         elif ctx._cancelled or h.status is not _RUNNING:
             # Cancelled between leaving the queue and starting: give the slot back unused.
             with self.lock:
@@ -420,7 +420,7 @@ class Dispatcher:
             if status in _TERMINAL:
                 return False
             if h._ctx is None:  # not launched yet: the flag must still reach the body later
-                h._ctx = TaskContext(h.name, h.key, h.attempts)
+                h._ctx = TaskContext(h.name, h.key, h.attempts, self.runner)
             h._ctx.request_cancel()
             message = reason or f"task {h.key!r} was cancelled"
             inflight = h._inflight
