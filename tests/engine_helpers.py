@@ -102,3 +102,18 @@ def process_square(x: int) -> int:
 @task(backend="process")
 def process_context_is_none() -> bool:
     return current_task() is None
+
+
+def touch(path: str) -> str:
+    with open(path, "w"):
+        pass
+    return path
+
+
+def wait_for_file(started: str, release: str) -> str:
+    """Announce the start, then block until ``release`` exists (hang guard included)."""
+    touch(started)
+    deadline = time.monotonic() + HANG_GUARD
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "released"

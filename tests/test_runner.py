@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from engine_helpers import HANG_GUARD, wait_until
+
 from pyworkflowy_nb import (
     EventLog,
     RunResults,
@@ -215,7 +215,7 @@ def test_result_timeout_raises_while_the_task_still_runs() -> None:
 
 
 def test_result_before_any_run_says_to_run() -> None:
-    with TaskRunner() as runner:
+    with TaskRunner():
         h = square.submit(1)
         with pytest.raises(RuntimeError, match=r"runner\.run\(\)"):
             h.result()
@@ -524,8 +524,7 @@ def test_submissions_from_inside_a_task_are_executed_by_the_same_run() -> None:
         results = runner.run()
     assert len(results) == 7
     assert all(h.done() for h in children)
-    assert sorted(h.result() for h in children) == sorted(
-        [0, 1, 4] + [10000, 10201])
+    assert sorted(h.result() for h in children) == [0, 1, 4, 10000, 10201]
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "thread"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+
 import pytest
 
 from pyworkflowy_nb import Task, TaskBase, TaskRunner, task
@@ -86,7 +87,8 @@ def test_names_come_from_module_and_qualname() -> None:
 
     assert task(Holder.method).name == (
         f"{__name__}.test_names_come_from_module_and_qualname.<locals>.Holder.method")
-    assert task(nested).name == f"{__name__}.test_names_come_from_module_and_qualname.<locals>.nested"
+    assert task(nested).name == (
+        f"{__name__}.test_names_come_from_module_and_qualname.<locals>.nested")
 
 
 def test_lambdas_get_id_suffixed_names_that_do_not_collide() -> None:
@@ -254,7 +256,7 @@ def test_bare_decorator_with_positional_and_options_is_refused() -> None:
 def test_retry_on_accepts_a_class_or_tuple_only() -> None:
     assert task(retry_on=KeyError)(lambda: None).retry.retry_on == (KeyError,)
     assert task(retry_on=(KeyError, OSError))(lambda: None).retry.retry_on == (KeyError, OSError)
-    with pytest.raises(TypeError, match="retry_on.*'nope'"):
+    with pytest.raises(TypeError, match=r"retry_on.*'nope'"):
         task(retry_on="nope")(lambda: None)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="retry_on"):
         task(retry_on=(KeyError, int))(lambda: None)  # type: ignore[call-overload]
