@@ -157,13 +157,22 @@ class Kernel:
         kernel_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO), kernel_env.get("PYTHONPATH", "")) if p
         )
-        # Keep the kernel from reading the developer's IPython profile/startup files.
+        # Keep the kernel away from the developer's files: no IPython profile or startup
+        # files, checkpoints (.wfy/) in a private working folder, and a throwaway signing key
+        # instead of the one in ~/.config.
         self._ipdir = tempfile.TemporaryDirectory(prefix="wfy-ipython-")
         kernel_env["IPYTHONDIR"] = self._ipdir.name
+        kernel_env["PYWORKFLOWY_NB_KEY_FILE"] = os.path.join(self._ipdir.name, "wfy.key")
         kernel_env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
         if env:
             kernel_env.update(env)
-        self.cwd = str(cwd) if cwd is not None else None
+        if cwd is None:
+            self._workdir: tempfile.TemporaryDirectory[str] | None = (
+                tempfile.TemporaryDirectory(prefix="wfy-kernel-cwd-"))
+            cwd = self._workdir.name
+        else:
+            self._workdir = None
+        self.cwd = str(cwd)
         self.km.start_kernel(env=kernel_env, cwd=self.cwd)
         self.kc: BlockingKernelClient = self.km.client()
         self.kc.start_channels()
@@ -276,6 +285,8 @@ class Kernel:
                 self.km.shutdown_kernel(now=True)
             self._specdir.cleanup()
             self._ipdir.cleanup()
+            if self._workdir is not None:
+                self._workdir.cleanup()
 
     def __enter__(self) -> Kernel:
         return self

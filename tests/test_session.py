@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -16,10 +16,19 @@ from IPython.core.interactiveshell import InteractiveShell
 from kernel_utils import poll
 
 from pyworkflowy_nb import TaskStatus
-from pyworkflowy_nb.exceptions import CycleError, DependencyFailedError, TaskTimeoutError
+from pyworkflowy_nb.exceptions import (
+    CheckpointError,
+    CycleError,
+    DependencyFailedError,
+    TaskTimeoutError,
+)
 from pyworkflowy_nb.notebook import Session
 from pyworkflowy_nb.notebook._magics import WorkflowMagics
-from pyworkflowy_nb.notebook._session import SessionCycleError, cell_version
+from pyworkflowy_nb.notebook._session import (
+    SessionCycleError,
+    cell_version,
+    default_checkpoint_path,
+)
 
 
 @pytest.fixture
@@ -422,3 +431,179 @@ def test_extension_entry_points(ip: InteractiveShell) -> None:
     pyworkflowy_nb.unload_ipython_extension(shell)
     assert shell.find_line_magic("wfy_run") is None
     assert shell.find_cell_magic("task") is None
+
+
+# -- checkpoints (issue 5) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def key_file(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    path = tmp_path / "keys" / "wfy.key"
+    monkeypatch.setenv("PYWORKFLOWY_NB_KEY_FILE", str(path))
+    return path
+
+
+def _notebook_ns(calls: list[str]) -> dict[str, Any]:
+    """A namespace whose functions look notebook-defined (module __main__)."""
+    ns: dict[str, Any] = {"__name__": "__main__", "calls": calls}
+    exec("def helper(v):\n    return v + 1\n", ns)
+    return ns
+
+
+CELLS = [
+    ("a", "calls.append('a')\n1", ()),
+    ("b", "calls.append('b')\nhelper(a)", ("a",)),
+    ("c", "calls.append('c')\na * 10", ("a",)),
+    ("d", "calls.append('d')\nb + c", ("b", "c")),
+]
+
+
+def _define_all(session: Session, order: Sequence[int] = (0, 1, 2, 3)) -> None:
+    for i in order:
+        name, source, after = CELLS[i]
+        session.define(name, source, after=after)
+
+
+def test_a_restarted_session_primes_completed_tasks_in_any_order(
+        tmp_path: Any, key_file: Any) -> None:
+    ckpt = tmp_path / "nb" / ".wfy" / "demo.ckpt"
+    calls: list[str] = []
+    first = Session(user_ns=_notebook_ns(calls), checkpoint=ckpt)
+    _define_all(first)
+    assert first.run().ok
+    assert sorted(calls) == ["a", "b", "c", "d"] and ckpt.exists()
+    assert oct(ckpt.stat().st_mode & 0o777) == "0o600"
+    expected = {k: first.user_ns[k] for k in "abcd"}
+
+    # "Restart": a new session over a new namespace, cells re-run in another order.
+    calls.clear()
+    second = Session(user_ns=_notebook_ns(calls), checkpoint=ckpt)
+    second.define(*CELLS[3][:2], after=CELLS[3][2])    # d: upstream unknown, nothing to check
+    assert second.last_primed == [] and "d" not in second.user_ns
+    second.define(*CELLS[1][:2], after=CELLS[1][2])    # b: needs a
+    assert second.last_primed == []
+    second.define(*CELLS[0][:2], after=CELLS[0][2])    # a completes b's upstream
+    assert sorted(second.last_primed) == ["a", "b"]
+    second.define(*CELLS[2][:2], after=CELLS[2][2])    # c completes d's upstream
+    assert sorted(second.last_primed) == ["c", "d"]
+    assert {k: second.user_ns[k] for k in "abcd"} == expected
+    assert calls == []  # restoring ran nothing
+    results = second.run()
+    assert calls == [] and all(results[k].restored for k in "abcd")
+    assert {k: second.user_ns[k] for k in "abcd"} == expected
+
+
+def test_a_changed_cell_reruns_only_its_downstream(tmp_path: Any, key_file: Any) -> None:
+    ckpt = tmp_path / "s.ckpt"
+    calls: list[str] = []
+    session = Session(user_ns=_notebook_ns(calls), checkpoint=ckpt)
+    _define_all(session)
+    session.run()
+    calls.clear()
+    session.define("c", "calls.append('c')\na * 100", after=["a"])
+    results = session.run()
+    assert sorted(calls) == ["c", "d"]
+    assert results["a"].restored and results["b"].restored
+    assert session.user_ns["d"] == 2 + 100
+    # Editing a notebook helper the cells use re-runs its users (b) and theirs (d).
+    calls.clear()
+    exec("def helper(v):\n    return v + 2\n", session.user_ns)
+    session.run()
+    assert sorted(calls) == ["b", "d"]
+    assert session.user_ns["d"] == 3 + 100
+
+
+def test_force_reruns_and_replaces_the_stored_results(tmp_path: Any, key_file: Any) -> None:
+    ckpt = tmp_path / "s.ckpt"
+    calls: list[str] = []
+    session = Session(user_ns=_notebook_ns(calls), checkpoint=ckpt)
+    session.define("n", "calls.append('n')\nlen(calls)")
+    session.run()
+    run = session.start(session.build(restore=False), background=False)
+    session.wait(run)
+    assert calls == ["n", "n"] and session.user_ns["n"] == 2
+    # The forced result is what a restart restores.
+    other = Session(user_ns=_notebook_ns(calls), checkpoint=ckpt)
+    other.define("n", "calls.append('n')\nlen(calls)")
+    assert other.user_ns["n"] == 2 and calls == ["n", "n"]
+
+
+def test_unpicklable_results_rerun_after_a_restart(tmp_path: Any, key_file: Any) -> None:
+    ckpt = tmp_path / "s.ckpt"
+    calls: list[str] = []
+    session = Session(user_ns=_notebook_ns(calls), checkpoint=ckpt)
+    session.define("lock", "import threading\ncalls.append('lock')\nthreading.Lock()")
+    session.define("plain", "calls.append('plain')\n5")
+    assert session.run().ok
+    calls.clear()
+    again = Session(user_ns=_notebook_ns(calls), checkpoint=ckpt)
+    again.define("lock", "import threading\ncalls.append('lock')\nthreading.Lock()")
+    again.define("plain", "calls.append('plain')\n5")
+    again.run()
+    assert calls == ["lock"]
+
+
+def test_a_tampered_checkpoint_is_refused(tmp_path: Any, key_file: Any) -> None:
+    ckpt = tmp_path / "s.ckpt"
+    session = Session(user_ns=_notebook_ns([]), checkpoint=ckpt)
+    session.define("a", "calls.append('a')\n1")
+    session.run()
+    segment = next((tmp_path / "s.ckpt.d").iterdir())
+    data = bytearray(segment.read_bytes())
+    data[-1] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    other = Session(user_ns=_notebook_ns([]), checkpoint=ckpt)
+    other.define("a", "calls.append('a')\n1")  # restoring fails quietly here (a warning)...
+    assert "a" not in other.user_ns
+    with pytest.raises(CheckpointError, match="does not match"):  # ...and loudly on a run
+        other.run()
+
+
+def test_checkpoint_magics(ip: InteractiveShell, tmp_path: Any, key_file: Any,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    session = magics_session(ip)
+    assert session.checkpoint_path is None  # off outside a kernel
+    target = tmp_path / "here.ckpt"
+    ip.run_line_magic("wfy_config", f"--checkpoint {target} --max-workers 3")
+    out = capsys.readouterr().out
+    assert f"checkpoint: {target} (nothing stored yet)" in out and "max workers: 3" in out
+    ip.user_ns["calls"] = []
+    ip.run_cell_magic("task", "a", "calls.append('a')\n1")
+    ip.run_line_magic("wfy_run", "--no-widget")
+    ip.run_line_magic("wfy_run", "--no-widget")
+    assert ip.user_ns["calls"] == ["a"]
+    assert "1 restored" in capsys.readouterr().out
+    ip.run_line_magic("wfy_run", "--no-widget --force")
+    assert ip.user_ns["calls"] == ["a", "a"]
+    # A redefinition with the same code restores and says so.
+    ip.run_cell_magic("task", "a", "calls.append('a')\n1")
+    assert "restored a from the checkpoint" in capsys.readouterr().out
+    # Tampering: the run stops with a one-line UsageError that names the ways out.
+    manifest = target.read_text()
+    target.write_text(manifest.replace('"records": 1', '"records": 2'))
+    with pytest.raises(UsageError, match=r"integrity check.*%wfy_reset --checkpoint"):
+        ip.run_line_magic("wfy_run", "--no-widget")
+    ip.run_line_magic("wfy_reset", "--checkpoint")
+    assert not target.exists() and not (tmp_path / "here.ckpt.d").exists()
+    ip.run_cell_magic("task", "a", "calls.append('a')\n1")
+    ip.run_line_magic("wfy_run", "--no-widget")
+    assert ip.user_ns["calls"] == ["a", "a", "a"] and target.exists()
+    ip.run_line_magic("wfy_config", "--no-checkpoint")
+    assert "checkpoint: off" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="pick one of"):
+        ip.run_line_magic("wfy_config", "--no-checkpoint --default-checkpoint")
+
+
+def test_default_checkpoint_path_sits_beside_the_notebook(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    nb = tmp_path / "work" / "analysis.ipynb"
+    assert default_checkpoint_path({"__session__": str(nb)}) == (
+        tmp_path / "work" / ".wfy" / "analysis.ckpt")
+    assert default_checkpoint_path({"__vsc_ipynb_file__": str(nb)}) == (
+        tmp_path / "work" / ".wfy" / "analysis.ckpt")
+    monkeypatch.setenv("JPY_SESSION_NAME", str(nb))
+    assert default_checkpoint_path({}) == tmp_path / "work" / ".wfy" / "analysis.ckpt"
+    monkeypatch.setenv("JPY_SESSION_NAME", "not-a-notebook")
+    assert default_checkpoint_path({}) == tmp_path / ".wfy" / "session.ckpt"

@@ -22,7 +22,7 @@ from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
 
-from ..exceptions import DependencyFailedError
+from ..exceptions import CheckpointError, DependencyFailedError
 from ._loop import ParentPin
 from ._session import Run, Session, SessionCycleError, check_name
 
@@ -110,6 +110,19 @@ def _as_usage_error() -> Iterator[None]:
         raise UsageError(str(exc)) from None
 
 
+@contextlib.contextmanager
+def _checkpoint_trouble(session: Session) -> Iterator[None]:
+    # A refused checkpoint (tampered, another key, another environment) stops the run with
+    # the checkpointer's explanation and the ways out, without a traceback into the engine.
+    try:
+        yield
+    except CheckpointError as exc:
+        raise UsageError(
+            f"{exc} (to go on without it: `%wfy_reset --checkpoint` deletes it, "
+            "`%wfy_config --no-checkpoint` turns checkpoints off)"
+        ) from None
+
+
 def _unquote(text: str) -> str:
     # IPython splits magic lines without removing quotes.
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
@@ -164,11 +177,15 @@ class WorkflowMagics(Magics):
                 f"%%task {args.name} has an empty body: put the task's code in the cell below "
                 f"the %%task line (it is a cell magic, written with two %)"
             )
+        session = self.session
         with _as_usage_error():
-            self.session.define(
+            session.define(
                 args.name, cell, after=args.after, retries=args.retries, timeout=args.timeout,
                 backend=args.backend,
             )
+        if session.last_primed:
+            print(f"wfy: restored {', '.join(session.last_primed)} from the checkpoint "
+                  "(not run; the cell's code is unchanged)")
 
     # -- %wfy_run --------------------------------------------------------------------------------
 
@@ -183,6 +200,9 @@ class WorkflowMagics(Magics):
               help="print a text summary instead of showing the live widget")
     @argument("--raise", dest="raise_", action="store_true",
               help="make the cell fail with the first task error (for notebook tests)")
+    @argument("--force", action="store_true",
+              help="run every needed task even if the checkpoint holds its result (the new "
+              "results replace the stored ones)")
     @line_magic
     def wfy_run(self, line: str) -> None:
         """Run the session DAG, or the named tasks and their upstream, on a fresh runner.
@@ -198,11 +218,12 @@ class WorkflowMagics(Magics):
         session.check_idle()
         # A blocking run holds this cell; whatever its threads send must carry its header.
         pin = None if args.background else ParentPin.capture()
-        with _as_usage_error():
+        with _as_usage_error(), _checkpoint_trouble(session):
             run = session.build(
                 args.names or None,
                 max_workers=args.max_workers,
                 listeners=[pin.listener] if pin is not None else [],
+                restore=not args.force,
             )
         widget = None if args.no_widget else _show_widget(run)
         session.start(run, background=args.background)
@@ -305,14 +326,19 @@ class WorkflowMagics(Magics):
     @magic_arguments()
     @argument("names", nargs="*", metavar="NAME",
               help="tasks to forget (default: every task, and stop every schedule)")
+    @argument("--checkpoint", action="store_true",
+              help="also delete the session's checkpoint, so every task runs again")
     @line_magic
     def wfy_reset(self, line: str) -> None:
         """Forget task definitions (their values stay in the namespace).
 
         Without names: cancel a running run, stop every schedule and forget every task.
+        With --checkpoint: delete the stored results as well.
         """
         args = parse_argstring(self.wfy_reset, line)
         session = self.session
+        if args.checkpoint:
+            session.check_idle()  # a running run is still writing to it
         if args.names:
             dropped = session.forget(args.names)
         else:
@@ -320,6 +346,38 @@ class WorkflowMagics(Magics):
             session.cancel()
             dropped = session.forget(None)
         print(f"wfy: forgot {len(dropped)} task(s)")
+        if args.checkpoint:
+            deleted = session.delete_checkpoint()
+            print("wfy: deleted the checkpoint" if deleted else "wfy: there was no checkpoint")
+
+    @magic_arguments()
+    @argument("--checkpoint", metavar="PATH", default=None,
+              help="checkpoint results to this file (cloudpickle, signed)")
+    @argument("--no-checkpoint", action="store_true", help="turn checkpointing off")
+    @argument("--default-checkpoint", action="store_true",
+              help="checkpoint to .wfy/<notebook>.ckpt beside the notebook (the default)")
+    @argument("--max-workers", type=_positive_int, default=None, metavar="N",
+              help="default number of tasks running at once for %%wfy_run")
+    @line_magic
+    def wfy_config(self, line: str) -> None:
+        """Show or change the session's settings (checkpoint file, default max workers)."""
+        args = parse_argstring(self.wfy_config, line)
+        session = self.session
+        choices = [args.checkpoint is not None, args.no_checkpoint, args.default_checkpoint]
+        if sum(choices) > 1:
+            raise UsageError(
+                "pick one of --checkpoint PATH, --no-checkpoint and --default-checkpoint"
+            )
+        if args.checkpoint is not None:
+            session.configure_checkpoint(_unquote(args.checkpoint))
+        elif args.no_checkpoint:
+            session.configure_checkpoint(False)
+        elif args.default_checkpoint:
+            session.configure_checkpoint(True)
+        if args.max_workers is not None:
+            session.max_workers = args.max_workers
+        for text in session.describe_config():
+            print(f"wfy: {text}")
 
     @magic_arguments()
     @line_magic

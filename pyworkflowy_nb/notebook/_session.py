@@ -15,6 +15,12 @@ Design decisions:
 - A task's identity is its name, its arguments (none) and ``Task.version``, a hash of the cell
   source; the engine folds parents' fingerprints into a child's, so changing a cell invalidates
   that node and everything downstream of it, and nothing else.
+- Checkpoints (cloudpickle, signed) are on by default in a kernel, in ``.wfy/<notebook>.ckpt``
+  beside the notebook. Every run resumes from the checkpoint, so after a kernel restart
+  re-running the cells primes what completed; defining a cell already restores its stored
+  result (and that of any task whose upstream just became complete) into the namespace, so
+  cells can be re-run in any order. A task's version also covers the notebook functions,
+  classes and plain constants its cell refers to: editing a helper cell re-runs its users.
 - Sync cells run on the thread backend by default (a data-science cell would otherwise block the
   run's event loop); cells using top-level ``await`` run on the asyncio backend. The engine's
   process backend imports functions by name, which a cell cannot offer, so ``--backend process``
@@ -43,11 +49,13 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
+from .._checkpoint import Checkpointer
 from .._handle import RunResults, TaskHandle, TaskResult
 from .._task import Task
-from ..exceptions import CycleError
+from ..exceptions import CheckpointError, CycleError
 
 if TYPE_CHECKING:
+    from .._checkpoint import FileCheckpointer, Record
     from .._events import TaskEvent
     from .._run import TaskRunner
     from ..schedule import Job, Scheduler
@@ -61,6 +69,8 @@ __all__ = [
     "cell_version",
     "check_name",
     "compile_cell",
+    "default_checkpoint_path",
+    "notebook_path",
 ]
 
 BACKEND_CHOICES: tuple[str, ...] = ("thread", "asyncio", "process")
@@ -143,6 +153,8 @@ class CellTask:
     filename: str
     body: types.CodeType = field(repr=False, compare=False)
     last: types.CodeType | None = field(repr=False, compare=False)
+    #: Global names the cell may read (its code's co_names, nested code included).
+    refs: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
 
 def _exec_sync(cell: CellTask, g: dict[str, Any]) -> Any:
@@ -269,13 +281,20 @@ class Session:
         self,
         user_ns: MutableMapping[str, Any] | None = None,
         shell: Any = None,
+        checkpoint: str | os.PathLike[str] | bool | None = None,
     ) -> None:
         self.shell = shell
         if user_ns is None:
             user_ns = shell.user_ns if shell is not None else {}
         self.user_ns: MutableMapping[str, Any] = user_ns
+        if checkpoint is None:  # auto: on in a Jupyter kernel, off elsewhere
+            checkpoint = shell is not None and _is_kernel_shell(shell)
+        self._checkpoint_path: Path | None = None
+        self._checkpointer: FileCheckpointer | None = None
+        self._records_cache: tuple[tuple[str, int, int], dict[str, Record]] | None = None
         self._tasks: dict[str, CellTask] = {}
         self._lock = threading.RLock()
+        self.configure_checkpoint(checkpoint)
         #: The latest outcome of each task, by name (kept across runs for %wfy_status).
         self.results: dict[str, TaskResult] = {}
         #: The run started last (blocking or background).
@@ -284,6 +303,8 @@ class Session:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._old_runners: list[TaskRunner] = []
         self.schedules = ScheduleBook(self)
+        #: Tasks the latest ``define`` restored from the checkpoint into the namespace.
+        self.last_primed: list[str] = []
 
     # -- definitions ---------------------------------------------------------------------------
 
@@ -328,6 +349,7 @@ class Session:
             name=name, source=source, code=code, after=tuple(edges), retries=retries,
             timeout=timeout, backend=resolved, version=cell_version(source),
             is_async=is_async, filename=filename, body=body, last=last,
+            refs=tuple(sorted(_referenced_names(body, last) - set(edges))),
         )
         with self._lock:
             trial = dict(self._tasks)
@@ -341,6 +363,7 @@ class Session:
                     cycle=tuple(cycle),
                 )
             self._tasks[name] = cell
+        self.last_primed = self._prime_after_define(name)
         return cell
 
     def forget(self, names: Sequence[str] | None = None) -> list[str]:
@@ -462,20 +485,27 @@ class Session:
         *,
         max_workers: int | None = None,
         listeners: Sequence[Callable[[TaskEvent], None]] = (),
+        restore: bool = True,
+        persist: bool = True,
     ) -> Run:
         """Make a fresh runner with the needed nodes submitted (not started).
 
-        Listeners are subscribed in order *before* any submission, after the session's own
-        listener that stores results in the namespace.
+        With the session's checkpoint on, ``restore`` primes tasks whose stored identity
+        matches (they do not run) and ``persist`` writes new results to it. Listeners are
+        subscribed in order *before* any submission, after the session's own listener that
+        stores results in the namespace.
         """
-        from .._run import TaskRunner
-
         plan = self.plan(names)
         workers = max_workers if max_workers is not None else self.max_workers
-        runner = self._new_runner(TaskRunner, workers)
+        runner = self._new_runner(workers, restore=restore, persist=persist)
         runner.subscribe(self._land)
         for listener in listeners:
             runner.subscribe(listener)
+        handles = self._submit_plan(runner, plan)
+        return Run(runner=runner, handles=handles, names=tuple(c.name for c in plan))
+
+    def _submit_plan(self, runner: TaskRunner, plan: Sequence[CellTask]
+                     ) -> dict[str, TaskHandle[Any]]:
         handles: dict[str, TaskHandle[Any]] = {}
         for cell in plan:
             upstream = {a: handles[a] for a in cell.after}
@@ -485,16 +515,56 @@ class Session:
                 backend="asyncio" if cell.backend == "process" else cell.backend,
                 retries=cell.retries,
                 timeout=cell.timeout,
-                version=cell.version,
+                version=self.effective_version(cell),
             )
             handles[cell.name] = runner.submit(
                 node, depends_on=list(upstream.values()), task_key=cell.name
             )
-        return Run(runner=runner, handles=handles, names=tuple(c.name for c in plan))
+        return handles
 
-    def _new_runner(self, runner_cls: type[TaskRunner], max_workers: int | None) -> TaskRunner:
+    def _new_runner(self, max_workers: int | None, *, restore: bool, persist: bool
+                    ) -> TaskRunner:
+        from .._run import TaskRunner
+
         # Failures are reported by the magic after the run; the other branches keep going.
-        return runner_cls(max_workers=max_workers, on_task_error="continue")
+        options: dict[str, Any] = {"max_workers": max_workers, "on_task_error": "continue"}
+        ckpt = self.checkpointer() if persist else None
+        if ckpt is None:
+            return TaskRunner(**options)
+        if not ckpt.path.exists():
+            return TaskRunner(checkpointer=ckpt, **options)
+        if restore:
+            return TaskRunner.resume(ckpt, **options)
+        # Load anyway: the checkpointer must build on the stored segments, not replace them.
+        ckpt.load()
+        return TaskRunner(checkpointer=ckpt, **options)
+
+    def effective_version(self, cell: CellTask) -> str:
+        """The cell's source hash, extended by what it uses from the notebook.
+
+        Functions and classes defined in the notebook (module ``__main__``) contribute the
+        fingerprint of their code (independent of cell numbers and the kernel's pid), and plain
+        constants their value, so editing a helper cell or ``THRESHOLD = 5`` invalidates the
+        tasks that use them. Upstream results are left out: parents' fingerprints cover them.
+        """
+        parts: list[str] = []
+        ns = self.user_ns
+        for name in cell.refs:
+            if name not in ns:
+                continue
+            obj = ns[name]
+            if type(obj) in _PLAIN:
+                parts.append(f"{name}={type(obj).__name__}:{obj!r}")
+            elif (isinstance(obj, type) or inspect.isfunction(obj)) and getattr(
+                obj, "__module__", None
+            ) == "__main__":
+                parts.append(f"{name}=code:{_code_fingerprint(obj)}")
+        if not parts:
+            return cell.version
+        digest = hashlib.sha256(cell.version.encode())
+        for part in parts:
+            digest.update(b"\0" + part.encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()[:32]
 
     def _land(self, event: TaskEvent) -> None:
         """Listener: store each finished task's outcome, and its value under its name."""
@@ -594,7 +664,7 @@ class Session:
     def run_detached(self, names: Sequence[str]) -> RunResults:
         """Run ``names`` and their upstream to the end in this thread, apart from the session's
         current run (a scheduled firing): nothing is restored, everything executes."""
-        run = self.build(names)
+        run = self.build(names, restore=False, persist=False)
         try:
             return run.runner.run()
         finally:
@@ -631,6 +701,129 @@ class Session:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """Where results are checkpointed, or None when checkpointing is off."""
+        return self._checkpoint_path
+
+    def configure_checkpoint(self, checkpoint: str | os.PathLike[str] | bool) -> Path | None:
+        """``True``: the default file for this notebook; ``False``: off; a path: that file."""
+        if checkpoint is True:
+            path: Path | None = default_checkpoint_path(self.user_ns)
+        elif checkpoint is False:
+            path = None
+        elif isinstance(checkpoint, str | os.PathLike) and os.fspath(checkpoint):
+            path = Path(checkpoint).expanduser().absolute()
+        else:
+            raise UsageError(
+                f"checkpoint must be a file path, True (the notebook's default file) or False "
+                f"(off), got {checkpoint!r}"
+            )
+        with self._lock:
+            self._checkpoint_path = path
+            self._checkpointer = None
+            self._records_cache = None
+        return path
+
+    def checkpointer(self) -> FileCheckpointer | None:
+        """The session's checkpointer (one per file, reused across runs), or None if off."""
+        with self._lock:
+            path = self._checkpoint_path
+            if path is None:
+                return None
+            ckpt = self._checkpointer
+            # With no file on disk, start a fresh checkpointer: one that loaded or wrote
+            # segments before would otherwise name files that are gone.
+            if ckpt is None or not path.exists():
+                from ._checkpoint import CloudpickleCheckpointer
+
+                ckpt = self._checkpointer = CloudpickleCheckpointer(path)
+            return ckpt
+
+    def delete_checkpoint(self) -> bool:
+        """Remove the checkpoint file and its segments; True if there was one."""
+        import shutil
+
+        with self._lock:
+            path = self._checkpoint_path
+            self._checkpointer = None
+            self._records_cache = None
+            if path is None:
+                return False
+            existed = path.exists()
+            path.unlink(missing_ok=True)
+            shutil.rmtree(path.with_name(path.name + ".d"), ignore_errors=True)
+            return existed
+
+    def _stored_records(self) -> dict[str, Record] | None:
+        """The checkpoint's records, cached until its manifest changes; None if none."""
+        ckpt = self.checkpointer()
+        if ckpt is None:
+            return None
+        try:
+            st = ckpt.path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (str(ckpt.path), st.st_mtime_ns, st.st_size)
+        cached = self._records_cache
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        from ._checkpoint import CloudpickleCheckpointer
+
+        # A separate reader: the session's checkpointer keeps its own view for writing.
+        records = CloudpickleCheckpointer(ckpt.path).load()
+        self._records_cache = (stamp, records)
+        return records
+
+    def _prime_after_define(self, name: str) -> list[str]:
+        """Restore ``name`` and any task whose upstream it completes, if the checkpoint has
+        them with a matching identity: after a restart, running the cells (in any order)
+        brings the results back without running anything."""
+        if self._checkpoint_path is None:
+            return []
+        try:
+            return self.prime(_downstream(self.tasks, name))
+        except CheckpointError as exc:
+            import sys
+
+            print(f"wfy: results were not restored: {exc}", file=sys.stderr)
+            return []
+
+    def prime(self, names: Iterable[str] | None = None) -> list[str]:
+        """Put the stored results of ``names`` (default: all) in the namespace, without running
+        anything; only tasks whose whole upstream is defined can be checked. Returns the names
+        restored."""
+        from .._run import TaskRunner
+
+        records = self._stored_records()
+        if not records:
+            return []
+        tasks = self.tasks
+        wanted = [n for n in (names if names is not None else tasks) if n in tasks]
+        ready = [n for n in wanted if _upstream_defined(tasks, n)]
+        if not ready:
+            return []
+        try:
+            plan = self.plan(ready)
+        except UsageError:
+            return []
+        restored: list[str] = []
+        targets = set(ready)
+
+        def land(event: TaskEvent) -> None:
+            h = event.handle
+            if event.kind == "restored" and h is not None and h.key in targets:
+                self._land(event)
+                restored.append(h.key)
+
+        # A throwaway runner that never runs: submitting primes what matches, nothing else.
+        runner = TaskRunner.resume(_Preloaded(records), on_task_error="continue")
+        runner.subscribe(land)
+        self._submit_plan(runner, plan)
+        return restored
+
     # -- reporting -----------------------------------------------------------------------------
 
     def describe_config(self) -> list[str]:
@@ -638,6 +831,12 @@ class Session:
         from ._loop import nest_asyncio_enabled
 
         lines = []
+        path = self._checkpoint_path
+        if path is None:
+            lines.append("checkpoint: off")
+        else:
+            state = "" if path.exists() else " (nothing stored yet)"
+            lines.append(f"checkpoint: {path}{state}")
         if self.max_workers is not None:
             lines.append(f"max workers: {self.max_workers}")
         if nest_asyncio_enabled():
@@ -847,6 +1046,91 @@ def _find_cycle(tasks: dict[str, CellTask], start: str) -> list[str] | None:
     return None
 
 
-def default_checkpoint_dir(cwd: str | os.PathLike[str] | None = None) -> Path:
-    """Where notebook checkpoints go by default: ``.wfy/`` beside the notebook (or cwd)."""
-    return Path(cwd if cwd is not None else os.getcwd()) / ".wfy"
+def _downstream(tasks: dict[str, CellTask], name: str) -> list[str]:
+    """``name`` and every defined task that (transitively) runs after it."""
+    children: dict[str, list[str]] = {}
+    for cell in tasks.values():
+        for parent in cell.after:
+            children.setdefault(parent, []).append(cell.name)
+    seen = {name}
+    stack = [name]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return [n for n in tasks if n in seen]
+
+
+def _upstream_defined(tasks: dict[str, CellTask], name: str) -> bool:
+    stack = [name]
+    seen: set[str] = set()
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        if n not in tasks:
+            return False
+        seen.add(n)
+        stack.extend(tasks[n].after)
+    return True
+
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _code_fingerprint(obj: object) -> str:
+    try:
+        from ._fingerprint import code_fingerprint
+
+        return code_fingerprint(obj)
+    except Exception:  # an exotic object: fall back to what it is, not how it works
+        return f"{type(obj).__qualname__}:{getattr(obj, '__qualname__', '')}"
+
+
+class _Preloaded(Checkpointer):
+    """Hands already-loaded records to ``TaskRunner.resume``; never written to."""
+
+    def __init__(self, records: dict[str, Record]) -> None:
+        self._records = records
+
+    def load(self) -> dict[str, Record]:
+        return self._records
+
+    def save(self, records: Any) -> None:  # pragma: no cover - a priming runner never runs
+        raise CheckpointError("the priming runner never saves")
+
+
+def _is_kernel_shell(shell: Any) -> bool:
+    from ._loop import get_kernel
+
+    kernel = get_kernel()
+    return kernel is not None and getattr(kernel, "shell", None) is shell
+
+
+def notebook_path(user_ns: MutableMapping[str, Any] | None = None) -> Path | None:
+    """The path of the notebook this kernel serves, when the frontend says so.
+
+    VS Code puts it in ``__vsc_ipynb_file__``; Jupyter Server passes ``JPY_SESSION_NAME``
+    (which ipykernel also exposes as ``__session__``).
+    """
+    ns = user_ns or {}
+    for candidate in (ns.get("__vsc_ipynb_file__"), ns.get("__session__"),
+                      os.environ.get("JPY_SESSION_NAME")):
+        if isinstance(candidate, str) and candidate.endswith(".ipynb"):
+            path = Path(candidate).expanduser()
+            if not path.is_absolute():
+                # Relative to the server's root; the kernel normally starts in the notebook's
+                # folder, so fall back to the bare name there.
+                path = path if path.exists() else Path(path.name)
+                path = path.absolute()
+            return path
+    return None
+
+
+def default_checkpoint_path(user_ns: MutableMapping[str, Any] | None = None) -> Path:
+    """``.wfy/<notebook name>.ckpt`` beside the notebook, else ``.wfy/session.ckpt`` in cwd."""
+    nb = notebook_path(user_ns)
+    if nb is not None:
+        return nb.parent / ".wfy" / f"{nb.stem}.ckpt"
+    return Path.cwd() / ".wfy" / "session.ckpt"
