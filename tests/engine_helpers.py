@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pyworkflowy_nb import current_task, task
+from pyworkflowy_nb import TaskBase, current_task, task
 
 HANG_GUARD = 30.0  # seconds; only ever reached when something is broken
 
@@ -75,25 +75,6 @@ def sleep_then(seconds: float, value: Any) -> Any:
     return value
 
 
-def concurrency_probe(folder: str, index: int, hold: float) -> int:
-    """Record entry/exit in ``folder`` so the parent can count overlapping process bodies.
-
-    Marker files are created and removed atomically; the peak is taken inside the body by
-    listing the folder, which is exact for "how many bodies are inside right now".
-    """
-    marker = os.path.join(folder, f"in-{index}")
-    with open(marker, "w"):
-        pass
-    try:
-        inside = sum(1 for n in os.listdir(folder) if n.startswith("in-"))
-        with open(os.path.join(folder, f"seen-{index}-{inside}"), "w"):
-            pass
-        time.sleep(hold)
-        return inside
-    finally:
-        os.remove(marker)
-
-
 @task(backend="process")
 def process_square(x: int) -> int:
     return x * x
@@ -117,3 +98,47 @@ def wait_for_file(started: str, release: str) -> str:
     while not os.path.exists(release) and time.monotonic() < deadline:
         time.sleep(0.01)
     return "released"
+
+
+def wait_for_peers(folder: str, index: int, peers: int) -> int:
+    """Process body: enter, wait (hang-guarded) until ``peers`` bodies were inside together,
+    and return the largest number of bodies seen inside at once."""
+    marker = os.path.join(folder, f"in-{index}")
+    touch(marker)
+    try:
+        deadline = time.monotonic() + HANG_GUARD
+        peak = 0
+        while time.monotonic() < deadline:
+            inside = sum(1 for n in os.listdir(folder) if n.startswith("in-"))
+            peak = max(peak, inside)
+            if peak >= peers or os.path.exists(os.path.join(folder, "full")):
+                touch(os.path.join(folder, "full"))
+                break
+            time.sleep(0.005)
+        # Linger a moment so an extra body, were the bound broken, would overlap with us.
+        for _ in range(5):
+            peak = max(peak, sum(1 for n in os.listdir(folder) if n.startswith("in-")))
+            time.sleep(0.005)
+        return peak
+    finally:
+        os.remove(marker)
+
+
+class ProcessDoubler(TaskBase):
+    """A class-form task the process backend can rebuild by importing this module."""
+
+    name = "process-doubler"
+    backend = "process"
+
+    def run(self, x: int) -> tuple[int, int]:
+        return 2 * x, os.getpid()
+
+
+def fail_first(folder: str, failures: int) -> int:
+    """Process body: fail the first ``failures`` calls (counted in files), then return the
+    attempt number."""
+    attempt = sum(1 for n in os.listdir(folder) if n.startswith("attempt-")) + 1
+    touch(os.path.join(folder, f"attempt-{attempt}"))
+    if attempt <= failures:
+        raise ValueError(f"attempt {attempt}")
+    return attempt
