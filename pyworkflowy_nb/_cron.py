@@ -9,10 +9,13 @@ Design decisions
   are ranges that wrap around (``FRI-MON``).
 * Aliases: ``@hourly``, ``@daily`` / ``@midnight``, ``@weekly``, ``@monthly``, ``@yearly`` /
   ``@annually``.
-* Day-of-month and day-of-week: when *both* fields are written as something other than a bare
-  ``*`` a day matches if *either* matches (the Vixie-cron OR rule); otherwise only the restricted
-  field decides. A field counts as restricted by how it is written, so ``*/2`` and ``1-31`` are
-  restricted (croniter agrees; Vixie cron treats any field starting with ``*`` as a star).
+* Day-of-month and day-of-week: when both are restricted a day matches if *either* matches
+  (the Vixie-cron OR rule); when only one is, it alone decides. A bare ``*`` never restricts.
+  Anything else restricts, including ``*/2`` (Vixie cron would read any field starting with
+  ``*`` as a star; that quirk is widely considered a bug and croniter does not copy it), with
+  one exception kept from Vixie cron and croniter: a day field that covers its whole range
+  (``1-31``, ``0-6``, ``MON-SUN``) does not restrict when the *other* day field is written with
+  a ``*``. So ``0 0 */2 * 0-6`` fires on odd days, while ``0 0 1 * 0-6`` fires every day.
 * An expression that can never fire (``0 0 30 2 *``) is refused at parse time, so
   :meth:`CronExpression.next_after` always has an answer.
 * :meth:`CronExpression.next_after` jumps field by field (month, then day, then hour, then
@@ -176,8 +179,8 @@ def parse_cron(expr: str) -> CronExpression:
     minutes, hours, days, months, weekdays = (
         _parse_field(field, part) for field, part in zip(_FIELDS, parts, strict=True)
     )
-    dom_restricted = parts[2] != "*"
-    dow_restricted = parts[4] != "*"
+    dom_restricted = parts[2] != "*" and not (len(days) == 31 and "*" in parts[4])
+    dow_restricted = parts[4] != "*" and not (len(weekdays) == 7 and "*" in parts[2])
     expression = CronExpression(
         source=source,
         minutes=minutes,
