@@ -64,6 +64,8 @@ _DISTRIBUTION = dict(TRACKED_LIBRARIES)
 
 SIGNATURE_SCHEME = "hmac-sha256"
 
+_ALWAYS_PICKLABLE = frozenset({int, float, complex, str, bytes, bool, type(None)})
+
 
 def _python_version() -> str:
     return f"{platform.python_implementation()} {platform.python_version()}"
@@ -127,9 +129,12 @@ class CloudpickleCheckpointer(FileCheckpointer):
             self._key_source = "the key passed to CloudpickleCheckpointer"
         self._key = bytes(key)
         self._key_id = _key_id(self._key)
+        self._dir_checked = False
 
     # -- submit-time vetting -------------------------------------------------------------------
     def check(self, value: object, *, what: str) -> None:
+        if type(value) in _ALWAYS_PICKLABLE:
+            return  # the common scalar argument: skip a trial pickling on every submit
         try:
             cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
@@ -201,7 +206,11 @@ class CloudpickleCheckpointer(FileCheckpointer):
 
     # -- permissions -----------------------------------------------------------------------------
     def save(self, records: Mapping[str, dict[str, Any]]) -> None:
-        _private_dir(self.parts, self.dir_mode)
+        if not self._dir_checked:
+            # Once per checkpointer: a folder left by a laxer writer is tightened before the
+            # first segment goes in; one the base class re-creates later is 0700 or stricter.
+            _private_dir(self.parts, self.dir_mode)
+            self._dir_checked = True
         # The base class folds older segments into the new one by popping them from its list
         # before the new segment is safely on disk; if that write fails, a retry would write a
         # manifest without them and lose their records. Put the list back on failure (the
