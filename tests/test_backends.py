@@ -8,10 +8,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import engine_helpers
+import pytest
 from engine_helpers import HANG_GUARD, Gauge, wait_until
+
 from pyworkflowy_nb import TaskContext, TaskRunner, TaskStatus, current_task, task
 
 
