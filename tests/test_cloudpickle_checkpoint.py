@@ -299,6 +299,23 @@ def test_a_key_file_of_the_wrong_size_is_refused(private_key_file: Path) -> None
         load_or_create_key()
 
 
+def test_an_unusable_key_location_says_how_to_fix_it(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv(KEY_ENV_VAR, str(blocker / "checkpoint.key"))
+    with pytest.raises(CheckpointError, match=f"set {KEY_ENV_VAR}"):
+        CloudpickleCheckpointer(tmp_path / "state.wfy")
+
+
+def test_a_symlinked_key_file_is_followed(private_key_file: Path, tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles" / "checkpoint.key"
+    key = load_or_create_key(real)
+    private_key_file.parent.mkdir(parents=True)
+    private_key_file.symlink_to(real)
+    assert load_or_create_key() == key
+
+
 def test_explicit_keys_are_validated(ckpath: Path) -> None:
     with pytest.raises(ValueError, match="at least 16 bytes"):
         CloudpickleCheckpointer(ckpath, key=b"tiny")

@@ -60,12 +60,18 @@ def load_or_create_key(path: str | os.PathLike[str] | None = None) -> bytes:
     """Return the signing key at ``path`` (default: :func:`default_key_path`), creating it once."""
     key_path = Path(path) if path is not None else default_key_path()
     try:
+        try:
+            return _read_key(key_path)
+        except FileNotFoundError:
+            pass
+        _make_private_dir(key_path.parent)
+        _create_key(key_path)
         return _read_key(key_path)
-    except FileNotFoundError:
-        pass
-    _make_private_dir(key_path.parent)
-    _create_key(key_path)
-    return _read_key(key_path)
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot read or create the checkpoint signing key {str(key_path)!r}: "
+            f"{exc.strerror or exc}; fix the folder's permissions or set {KEY_ENV_VAR} to a "
+            "file in a folder you own", path=str(key_path)) from exc
 
 
 def sign_bytes(key: bytes, data: bytes) -> str:
@@ -84,7 +90,8 @@ def signatures_match(key: bytes, data: bytes, signature: object) -> bool:
 
 
 def _read_key(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    # Symlinks are fine (dotfile managers use them): the checks below apply to the target.
+    fd = os.open(path, os.O_RDONLY)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
