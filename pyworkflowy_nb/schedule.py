@@ -57,8 +57,8 @@ from ._clock import Clock, FakeClock, SystemClock
 from ._cron import CronExpression, parse_cron
 
 if TYPE_CHECKING:
-    from ._handle import TaskHandle
-    from ._run import RunResults, TaskRunner
+    from ._handle import RunResults, TaskHandle
+    from ._run import TaskRunner
 
 __all__ = [
     "Clock",
@@ -112,7 +112,7 @@ class Job:
         self.interval = interval
         self.expression = expression
         self._next_fire: datetime | None = next_fire
-        self._handles: list[TaskHandle] = []
+        self._handles: list[TaskHandle[Any]] = []
         self._last_fired: datetime | None = None
         self._last_error: BaseException | None = None
         self._cancelled = False
@@ -131,11 +131,11 @@ class Job:
         return self._last_fired
 
     @property
-    def last_handle(self) -> TaskHandle | None:
+    def last_handle(self) -> TaskHandle[Any] | None:
         return self._handles[-1] if self._handles else None
 
     @property
-    def handles(self) -> tuple[TaskHandle, ...]:
+    def handles(self) -> tuple[TaskHandle[Any], ...]:
         """Every handle this job has produced, oldest first."""
         return tuple(self._handles)
 
@@ -268,7 +268,7 @@ class Scheduler:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._async_wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
-        self._outstanding: list[TaskHandle] = []
+        self._outstanding: list[TaskHandle[Any]] = []
         self._watched_run: concurrent.futures.Future[RunResults] | None = None
 
     # -- inspection ---------------------------------------------------------------------------
@@ -426,7 +426,7 @@ class Scheduler:
 
     # -- firing -------------------------------------------------------------------------------
 
-    def tick(self) -> list[TaskHandle]:
+    def tick(self) -> list[TaskHandle[Any]]:
         """Submit every job that is due now, once each, and return the new handles.
 
         Does not start a run: call ``runner.run()`` yourself, or use ``start()``/``arun()``.
@@ -441,7 +441,7 @@ class Scheduler:
                     break
                 heapq.heappop(self._heap)
                 due.append(entry[2])
-        handles: list[TaskHandle] = []
+        handles: list[TaskHandle[Any]] = []
         # Submission happens outside the lock: the runner may call listeners synchronously and
         # those must be free to use the scheduler from other threads.
         for job in due:
@@ -458,7 +458,7 @@ class Scheduler:
                     self._push(job, self._following(job.kind, job.interval, job.expression, now))
         return handles
 
-    def _fire(self, job: Job, now: datetime) -> TaskHandle | None:
+    def _fire(self, job: Job, now: datetime) -> TaskHandle[Any] | None:
         if job._cancelled:
             return None
         job._last_fired = now
@@ -473,7 +473,7 @@ class Scheduler:
         job._handles.append(handle)
         return handle
 
-    def _execute(self, handles: list[TaskHandle]) -> None:
+    def _execute(self, handles: list[TaskHandle[Any]]) -> None:
         """Make sure fired handles get run, without ever blocking on the run."""
         with self._lock:
             self._outstanding = [h for h in self._outstanding if not h.done()] + handles
@@ -483,7 +483,10 @@ class Scheduler:
         try:
             future = self._runner.run_in_background()
         except Exception as error:
-            logger.warning("the scheduler could not start a run: %r", error, exc_info=error)
+            # A run may have started on someone's loop between the check and the call; it then
+            # picks the handles up and there is nothing to report.
+            if not self._runner.running:
+                logger.warning("the scheduler could not start a run: %r", error, exc_info=error)
             return
         if future is not self._watched_run:
             self._watched_run = future
