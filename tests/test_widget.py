@@ -437,6 +437,27 @@ def test_real_timer_draws_the_final_state() -> None:
     w.close()
 
 
+def test_no_change_is_lost_between_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Real timer threads at a high frame rate, events from the run's loop thread and from this
+    # thread at once: every run must end with its final state on screen. A lost wake-up (an
+    # event that sees a redraw "due" just as that redraw finishes) would leave it stale.
+    monkeypatch.setattr(_dot, "render_svg", lambda source, timeout=60.0: "<svg></svg>")
+    for round_ in range(5):
+        runner = TaskRunner()
+        w = RunnerWidget(runner, max_fps=1000, heartbeat=None)
+        for i in range(200):
+            runner.submit(quick, i)
+        future = runner.run_in_background()
+        extra = [runner.submit(quick, 1000 + i) for i in range(200)]  # racing the run
+        future.result(HANG_GUARD)
+        runner.run()  # whatever the first run had already finished before they arrived
+        assert all(h.status is TaskStatus.COMPLETED for h in extra)
+        assert w.flush(HANG_GUARD)
+        assert "400 completed" in w._header.value, round_
+        assert "finished" in w._header.value
+        w.close()
+
+
 # -- closing, bad input, degraded environments -----------------------------------------------------
 
 

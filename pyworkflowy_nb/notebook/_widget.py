@@ -125,6 +125,7 @@ class RunnerWidget:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._dirty = False
+        self._due = False  # a redraw is armed (not a heartbeat) or in progress
         self._drawing = False
         self._closed = False
         self._timer: Cancellable | None = None
@@ -156,11 +157,18 @@ class RunnerWidget:
 
     # -- events (run's thread) ----------------------------------------------------------------
     def _on_event(self, event: Any) -> None:
-        kind = getattr(event, "kind", None)
+        kind = event.kind
         if kind == "run-started":
             self._run_started, self._run_finished = event.time, None
         elif kind == "run-finished":
             self._run_finished = event.time
+        # Fast path, no lock: while a redraw is due or in progress it will read the state this
+        # event describes (handles change before their event is emitted). Writing the flag
+        # before reading ``_due`` pairs with the redraw clearing ``_due`` before it reads the
+        # flag, so one of the two always notices the other.
+        self._dirty = True
+        if self._due:
+            return
         with self._lock:
             self._request()
 
@@ -182,6 +190,7 @@ class RunnerWidget:
         self._generation += 1
         generation = self._generation
         self._timer_is_beat = beat
+        self._due = not beat
         self._timer = self._schedule(delay, lambda: ctx.run(self._fire, generation, beat))
 
     # -- redrawing (timer thread) -------------------------------------------------------------
@@ -194,9 +203,13 @@ class RunnerWidget:
                 self._timer = None
                 if beat:
                     self._dirty = True
-            if self._closed or self._drawing or not self._dirty:
+            if self._closed or self._drawing:
+                return  # the redraw in progress reschedules if anything is left
+            self._due = False
+            if not self._dirty:
                 self._idle.notify_all()
                 return
+            self._due = True
             self._dirty = False
             self._drawing = True
             self._last_draw = self._clock()
@@ -207,6 +220,7 @@ class RunnerWidget:
         finally:
             with self._lock:
                 self._drawing = False
+                self._due = False  # before reading the flag: see _on_event
                 if not self._closed:
                     if self._dirty:
                         delay = max(0.0, self._last_draw + self._interval - self._clock())
@@ -284,6 +298,7 @@ class RunnerWidget:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+                self._due = self._drawing
         self._fire(None)
 
     def flush(self, timeout: float | None = None) -> bool:
