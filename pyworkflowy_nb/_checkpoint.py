@@ -59,9 +59,10 @@ class Checkpointer(abc.ABC):
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
+        os.fchmod(fd, mode)  # exact bits whatever the umask
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
@@ -147,21 +148,29 @@ class FileCheckpointer(Checkpointer):
     # -- saving ----------------------------------------------------------------------------------
     def save(self, records: Mapping[str, Record]) -> None:
         with self._lock:
-            self.parts.mkdir(mode=self.dir_mode, parents=True, exist_ok=True)
+            if not self.parts.is_dir():
+                self.parts.mkdir(mode=self.dir_mode, parents=True, exist_ok=True)
+                os.chmod(self.parts, self.dir_mode)  # mkdir's mode is filtered by the umask
             obsolete: list[str] = []
             if self._fresh:
                 self._fresh = False
                 obsolete.extend(p.name for p in self.parts.iterdir() if p.is_file())
+            segments = self._segments
             if records:
                 # Fold in the newest segments that are not bigger than what is being written,
-                # in memory, so each save writes exactly one segment.
+                # in memory, so each save writes exactly one segment. The list is only swapped
+                # in once the new segment is on disk: a failed write loses nothing.
+                segments = list(segments)
                 batch = dict(records)
-                while self._segments and len(self._segments[-1].records) <= len(batch):
-                    older = self._segments.pop()
+                folded: list[str] = []
+                while segments and len(segments[-1].records) <= len(batch):
+                    older = segments.pop()
                     batch = {**older.records, **batch}
-                    obsolete.append(older.file)
-                self._segments.append(self._write_segment(batch))
-            self._write_manifest()
+                    folded.append(older.file)
+                segments.append(self._write_segment(batch))
+                obsolete += folded
+            self._write_manifest(segments)
+            self._segments = segments
             live = {s.file for s in self._segments}
             for name in obsolete:
                 if name not in live:
@@ -187,13 +196,13 @@ class FileCheckpointer(Checkpointer):
                                 "error": f"result not checkpointed: {exc}"}
         return self.encode(list(records.values()))
 
-    def _write_manifest(self) -> None:
+    def _write_manifest(self, segments: list[_Segment]) -> None:
         body: dict[str, Any] = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "codec": self.codec,
             "segments": [{"file": s.file, "sha256": s.sha256, "signature": s.signature,
-                          "records": len(s.records)} for s in self._segments],
+                          "records": len(s.records)} for s in segments],
             **self.manifest_extra(),
         }
         signature = self.sign(_canonical(body))

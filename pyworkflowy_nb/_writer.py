@@ -28,7 +28,9 @@ class CheckpointWriter:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._busy = False
+        self._idle = False
         self._closing = False
+        self._written = False
         self._last_write = 0.0
         self.error: BaseException | None = None
 
@@ -39,13 +41,18 @@ class CheckpointWriter:
                 self._thread = threading.Thread(target=self._loop, name="wfy-checkpoint",
                                                 daemon=True)
                 self._thread.start()
-            self._cond.notify_all()
+            elif self._idle:
+                # Only an idle writer needs a nudge; waking it per record would make the two
+                # threads trade the GIL thousands of times a second.
+                self._cond.notify_all()
 
     def _loop(self) -> None:
         while True:
             with self._cond:
                 while not self._pending and not self._closing:
+                    self._idle = True
                     self._cond.wait()
+                    self._idle = False
                 if not self._pending and self._closing:
                     return
                 wait = self._last_write + self.interval - time.monotonic()
@@ -64,6 +71,7 @@ class CheckpointWriter:
     def _save(self, batch: dict[str, Record]) -> None:
         try:
             self.checkpointer.save(batch)
+            self._written = True
         except BaseException as exc:  # kept and raised at the end of the run, never dropped
             logger.error("checkpoint save failed: %s", exc)
             with self._cond:
@@ -85,7 +93,8 @@ class CheckpointWriter:
                 self._closing = True
                 self._cond.notify_all()
         if direct:
-            self._save(batch)
+            if batch or not self._written:  # with nothing new, the file is already current
+                self._save(batch)
         else:
             with self._cond:
                 while self._pending or self._busy:
