@@ -60,6 +60,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext pyworkflowy_nb``: removes what ``load_ipython_extension`` registered."""
     from .notebook import unload_ipython_extension as unload
 
     unload(ipython)
