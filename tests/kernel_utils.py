@@ -148,9 +148,11 @@ class Kernel:
         }
         (spec_path / "kernel.json").write_text(json.dumps(spec))
         ksm = KernelSpecManager(kernel_dirs=[self._specdir.name], ensure_native_kernel=False)
-        # IPC transport: no TCP ports to race for when tests start kernels in parallel.
+        # IPC transport: no TCP ports to race for when tests start kernels in parallel. The
+        # socket path must be absolute: kernel and client run in different folders.
         self.km = KernelManager(
-            kernel_name="wfy-test-python", kernel_spec_manager=ksm, transport="ipc"
+            kernel_name="wfy-test-python", kernel_spec_manager=ksm, transport="ipc",
+            ip=os.path.join(self._specdir.name, "kernel-ipc"),
         )
         kernel_env = dict(os.environ)
         # The package is run from the checkout, installed or not.

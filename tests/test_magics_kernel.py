@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from kernel_utils import CellResult, Kernel, poll
+
+from pyworkflowy_nb.exceptions import CheckpointError
+from pyworkflowy_nb.notebook._checkpoint import CloudpickleCheckpointer
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(600)]
 
@@ -14,7 +20,7 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
-def kernel() -> Iterator[Kernel]:
+def shared_kernel() -> Iterator[Kernel]:
     with Kernel() as k:
         k.execute("""
             %load_ext pyworkflowy_nb
@@ -25,10 +31,11 @@ def kernel() -> Iterator[Kernel]:
         yield k
 
 
-@pytest.fixture(autouse=True)
-def fresh_session(kernel: Kernel) -> Iterator[None]:
-    yield
-    kernel.execute("%wfy_reset")
+@pytest.fixture
+def kernel(shared_kernel: Kernel) -> Iterator[Kernel]:
+    """The module's kernel, with the session's tasks and stored results dropped afterwards."""
+    yield shared_kernel
+    shared_kernel.execute("%wfy_reset --checkpoint")
 
 
 def _usage_error(res: CellResult) -> str:
@@ -214,3 +221,139 @@ def test_schedules_fire_and_stop(kernel: Kernel) -> None:
     assert "stopped 2 schedule(s)" in kernel.execute("%wfy_schedule stop stamp").stdout
     assert kernel.value("[session.schedules.rows(), len(session.schedules._scheduler.jobs)]") == [
         [], 0]
+
+
+# -- resume after a kernel restart (issue 5) ------------------------------------------------
+
+HELPERS = """
+%load_ext pyworkflowy_nb
+import pathlib, time
+LOG = pathlib.Path("executions.log")
+RELEASE = pathlib.Path("release")
+
+def note(what):
+    with LOG.open("a") as f:
+        f.write(what + "\\n")
+"""
+
+TASK_CELLS = {
+    "a": "%%task a\nnote('a')\n3",
+    "b": "%%task b --after a\nnote('b')\na + 4",
+    "c": "%%task c --after a\nnote('c')\n[a] * 2",
+    "slow": (
+        "%%task slow --after b c\n"
+        "note('slow-start')\n"
+        "while not RELEASE.exists():\n"
+        "    time.sleep(0.02)\n"
+        "note('slow')\n"
+        "{'total': b + sum(c)}"
+    ),
+    "final": "%%task final --after slow\nnote('final')\nslow['total'] * 2",
+}
+NAMES = list(TASK_CELLS)
+
+
+def _notebook_kernel(folder: Path, key_file: Path) -> Kernel:
+    folder.mkdir(parents=True, exist_ok=True)
+    # What Jupyter Server tells a kernel about its notebook.
+    env = {"JPY_SESSION_NAME": str(folder / "demo.ipynb"), "PYWORKFLOWY_NB_KEY_FILE": str(key_file)}
+    return Kernel(cwd=folder, env=env)
+
+
+def _log(folder: Path) -> list[str]:
+    path = folder / "executions.log"
+    return path.read_text().split() if path.exists() else []
+
+
+def _stored_statuses(path: Path, key: bytes) -> dict[str, Any]:
+    """What a fresh reader finds in the checkpoint now; {} while it is absent or mid-rewrite."""
+    if not path.exists():
+        return {}
+    try:
+        records = CloudpickleCheckpointer(path, key=key).load()
+    except CheckpointError:  # a segment replaced between reading the manifest and it
+        return {}
+    return {k: r["status"] for k, r in records.items()}
+
+
+def _values(k: Kernel) -> dict[str, Any]:
+    result: dict[str, Any] = k.value("{n: globals()[n] for n in " + repr(NAMES) + "}")
+    return result
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_runs_each_task_once(tmp_path: Path) -> None:
+    key_file = tmp_path / "key" / "wfy.key"
+    folder = tmp_path / "nb"
+    ckpt = folder / ".wfy" / "demo.ckpt"
+
+    # The reference: the same notebook, uninterrupted, in its own folder.
+    ref_folder = tmp_path / "reference"
+    with _notebook_kernel(ref_folder, key_file) as ref:
+        ref.execute(HELPERS)
+        (ref_folder / "release").touch()
+        for name in NAMES:
+            ref.execute(TASK_CELLS[name])
+        ref.execute("%wfy_run --no-widget")
+        expected = _values(ref)
+    assert sorted(_log(ref_folder)) == sorted(["a", "b", "c", "slow-start", "slow", "final"])
+
+    # First kernel: run in the background and kill it while `slow` is running.
+    first = _notebook_kernel(folder, key_file)
+    try:
+        first.execute(HELPERS)
+        for name in NAMES:
+            first.execute(TASK_CELLS[name])
+        first.execute("%wfy_run --background --no-widget")
+        poll(lambda: "slow-start" in _log(folder), what="the slow task to start")
+        key = key_file.read_bytes()
+        done_before = {"a", "b", "c"}
+        # Give the checkpoint writer (off the loop thread, rate-limited) time to store them.
+        poll(lambda: all(_stored_statuses(ckpt, key).get(n) == "completed" for n in done_before),
+             what="a, b and c in the checkpoint")
+        first.sigkill()
+    finally:
+        first.close()
+    stored = _stored_statuses(ckpt, key)
+    assert "slow" not in stored or stored["slow"] != "completed"
+    before_kill = _log(folder)
+    assert sorted(before_kill) == ["a", "b", "c", "slow-start"]
+    with (folder / "executions.log").open("a") as f:
+        f.write("--restart--\n")
+
+    # Second kernel: the cells again, in another order; restored values appear on definition.
+    (folder / "release").touch()
+    with _notebook_kernel(folder, key_file) as second:
+        second.execute(HELPERS)
+        restored_msgs = []
+        for name in ["final", "c", "slow", "b", "a"]:
+            restored_msgs.append(second.execute(TASK_CELLS[name]).stdout)
+        # Nothing can be checked before a is defined (everything depends on it)...
+        assert not any("restored" in msg for msg in restored_msgs[:4])
+        # ...then a, and every task whose upstream a completes, come back at once.
+        line = restored_msgs[4].strip()
+        assert line.startswith("wfy: restored ") and line.endswith(
+            "from the checkpoint (not run; the cell's code is unchanged)")
+        assert sorted(line.split(" from ")[0].removeprefix("wfy: restored ").split(", ")) == [
+            "a", "b", "c"]
+        assert second.value("[n in globals() for n in ['a', 'b', 'c', 'slow', 'final']]") == [
+            True, True, True, False, False]
+        res = second.execute("%wfy_run --no-widget")
+        assert "2 completed, 3 restored" in res.stdout
+        after_restart = _log(folder)[len(before_kill) + 1:]
+        # Every task ran exactly once in total, except slow, which the kill interrupted.
+        assert sorted(after_restart) == ["final", "slow", "slow-start"]
+        assert _values(second) == expected
+        from_ckpt = "{n: r.restored for n, r in get_session().results.items()}"
+        second.execute("from pyworkflowy_nb.notebook import get_session")
+        assert second.value(from_ckpt) == {
+            "a": True, "b": True, "c": True, "slow": False, "final": False}
+        assert str(ckpt) in second.execute("%wfy_status").stdout
+
+        # A changed cell re-runs itself and its downstream only.
+        mark = len(_log(folder))
+        second.execute(TASK_CELLS["c"].replace("[a] * 2", "[a] * 3"))
+        second.execute("%wfy_run --no-widget")
+        assert sorted(_log(folder)[mark:]) == ["c", "final", "slow", "slow-start"]
+        assert second.value("final") == 2 * (7 + 9)
+    assert oct(os.stat(ckpt).st_mode & 0o777) == "0o600"
