@@ -5,9 +5,10 @@ On disk a file checkpoint is a small *manifest* at the path the user gave plus i
 changed, then replaces the manifest atomically (temp file, fsync, rename, fsync of the folder).
 A crash at any point leaves the previous manifest and the segments it names intact. Segments are
 merged like a binary counter (a save folds in the newest segments not bigger than itself), so
-there are O(log n) of them and each record is rewritten O(log n) times: the cost of a checkpoint follows
-what changed, not the size of the whole state. Every segment's SHA-256 is in the manifest, so a
-corrupt or truncated file raises ``CheckpointError`` naming it instead of starting afresh.
+there are O(log n) of them and each record is rewritten O(log n) times: the cost of a checkpoint
+follows what changed, not the size of the whole state. Every segment's SHA-256 is in the
+manifest, so a corrupt or truncated file raises ``CheckpointError`` naming it instead of starting
+afresh.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Checkpointer(abc.ABC):
 
     def check(self, value: object, *, what: str) -> None:
         """Raise :class:`CheckpointError` if ``value`` could not be stored. Default: accept."""
+        return None
 
     @abc.abstractmethod
     def save(self, records: Mapping[str, Record]) -> None: ...

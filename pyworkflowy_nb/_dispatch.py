@@ -11,6 +11,7 @@ few milliseconds so timers, cancellations and cross-thread submissions still get
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import random
@@ -233,10 +234,9 @@ class Dispatcher:
         def done(f: PoolFuture[Any]) -> None:  # runs on a worker or pool-manager thread
             with self.lock:
                 self.release(lane)
-            try:
+            # RuntimeError: the run's loop is gone; this attempt was abandoned and settled.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._pool_finished, h, attempt, f, timer)
-            except RuntimeError:
-                pass  # the run's loop is gone: this attempt was abandoned and already settled
 
         cf.add_done_callback(done)
 

@@ -7,6 +7,7 @@ owns it (under the runner's lock); readers on other threads wait on it without p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -179,11 +180,10 @@ class TaskHandle(Generic[R]):
                     future.set_result(None)
 
             def on_done() -> None:
-                # Completions happen on the run's loop, which may not be this one.
-                try:
+                # Completions happen on the run's loop, which may not be this one. If this
+                # loop has closed (RuntimeError), nobody awaits any more.
+                with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(wake)
-                except RuntimeError:  # that loop has closed: nobody awaits any more
-                    pass
 
             self._add_waiter(on_done)
             yield from future.__await__()

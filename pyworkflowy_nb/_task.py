@@ -47,7 +47,7 @@ def _normalise_retry_on(value: object) -> tuple[type[BaseException], ...]:
             raise TypeError(
                 f"retry_on must be an exception class or a tuple of them, got {item!r}"
             )
-    return items  # type: ignore[return-value]
+    return items
 
 
 class Task(Generic[P, R]):
@@ -188,7 +188,8 @@ def _rebuild_task(module: str, qualname: str) -> Task[..., Any]:
 
 
 def _rebuild_class_task(cls: type[TaskBase]) -> Task[..., Any]:
-    return cls()  # type: ignore[return-value]
+    rebuilt: Task[..., Any] = cls()  # TaskBase.__new__ returns a Task
+    return rebuilt
 
 
 @overload
