@@ -607,3 +607,35 @@ def test_default_checkpoint_path_sits_beside_the_notebook(
     assert default_checkpoint_path({}) == tmp_path / "work" / ".wfy" / "analysis.ckpt"
     monkeypatch.setenv("JPY_SESSION_NAME", "not-a-notebook")
     assert default_checkpoint_path({}) == tmp_path / ".wfy" / "session.ckpt"
+
+
+def test_works_without_ipywidgets(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["ipywidgets"] = None  # as if it were not installed
+        import pyworkflowy_nb.notebook as nb
+        from pyworkflowy_nb import TaskRunner
+        from IPython.core.interactiveshell import InteractiveShell
+        ip = InteractiveShell.instance()
+        nb.load_ipython_extension(ip)
+        ip.run_cell_magic("task", "a", "40 + 2")
+        ip.run_line_magic("wfy_run", "")          # no widget possible: a text summary
+        print("value", ip.user_ns["a"])
+        try:
+            nb.watch(TaskRunner())
+        except ImportError as exc:
+            print("hint", exc)
+    """)
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert "a     completed  1" in out.stdout and "wfy: 1 completed" in out.stdout
+    assert "value 42" in out.stdout
+    assert "hint" in out.stdout and "pip install ipywidgets" in out.stdout

@@ -759,21 +759,21 @@ class Session:
 
     def _stored_records(self) -> dict[str, Record] | None:
         """The checkpoint's records, cached until its manifest changes; None if none."""
-        ckpt = self.checkpointer()
-        if ckpt is None:
+        path = self._checkpoint_path
+        if path is None:
             return None
         try:
-            st = ckpt.path.stat()
+            st = path.stat()
         except FileNotFoundError:
             return None
-        stamp = (str(ckpt.path), st.st_mtime_ns, st.st_size)
+        stamp = (str(path), st.st_mtime_ns, st.st_size)
         cached = self._records_cache
         if cached is not None and cached[0] == stamp:
             return cached[1]
         from ._checkpoint import CloudpickleCheckpointer
 
         # A separate reader: the session's checkpointer keeps its own view for writing.
-        records = CloudpickleCheckpointer(ckpt.path).load()
+        records = CloudpickleCheckpointer(path).load()
         self._records_cache = (stamp, records)
         return records
 
