@@ -266,8 +266,13 @@ class TaskRunner:
         except RuntimeError:
             loop = None
         if loop is None:
-            return asyncio.run(self.arun())
-        if getattr(loop, "_nest_patched", False):  # the user opted into nest_asyncio
+            with self._lock:
+                active = self._dispatch.run
+                joinable = active is not None and active.future is not None
+            if not joinable:
+                return asyncio.run(self.arun())
+            # A background run is going: join it (as inside a running loop) instead of failing.
+        elif getattr(loop, "_nest_patched", False):  # the user opted into nest_asyncio
             return loop.run_until_complete(self.arun())
         future = self.run_in_background()
         try:
