@@ -730,3 +730,61 @@ def test_runner_repr_counts_statuses() -> None:
         assert repr(runner) == "<TaskRunner backend=asyncio 2 pending>"
         runner.run()
     assert repr(runner) == "<TaskRunner backend=asyncio 1 completed, 1 failed>"
+
+
+def test_running_turns_false_as_soon_as_the_run_stops_taking_work() -> None:
+    # The end of a run can take a while (the final checkpoint is written). A submission that
+    # sees `running` still True must be executed by that run; otherwise `running` must already
+    # be False, so the submitter knows to start another (the scheduler relies on this).
+    from collections.abc import Mapping
+
+    from pyworkflowy_nb import Checkpointer
+
+    saving = threading.Event()
+    release = threading.Event()
+
+    class SlowDisk(Checkpointer):
+        def save(self, records: Mapping[str, dict[str, Any]]) -> None:
+            saving.set()
+            release.wait(HANG_GUARD)
+
+        def load(self) -> dict[str, dict[str, Any]]:
+            return {}
+
+    runner = TaskRunner(checkpointer=SlowDisk(), checkpoint_interval=0)
+    first = runner.submit(square, 1)
+    future = runner.run_in_background()
+    assert saving.wait(HANG_GUARD)
+    wait_until(first.done, "the only task to finish")
+    try:
+        wait_until(lambda: not runner.running, "the run to stop taking work", timeout=5.0)
+        late = runner.submit(square, 2)
+        assert not runner.running
+        second = runner.run_in_background()
+        assert second is not future
+    finally:
+        release.set()
+    assert future.result(HANG_GUARD).ok
+    assert second.result(HANG_GUARD).ok
+    assert late.result() == 4
+    runner.shutdown()
+
+
+def test_run_joins_a_background_run_outside_any_loop() -> None:
+    # Inside a running loop run() already joins the background run; plain Python must too.
+    release = threading.Event()
+
+    @task(backend="thread")
+    def blocked() -> int:
+        release.wait(HANG_GUARD)
+        return 1
+
+    with TaskRunner() as runner:
+        h = blocked.submit()
+        future = runner.run_in_background()
+        later = square.submit(5)
+        threading.Timer(0.05, release.set).start()
+        results = runner.run()  # blocks until the background run is over
+    assert results.ok and len(results) == 2
+    assert h.result() == 1 and later.result() == 25
+    assert future.done()
