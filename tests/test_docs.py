@@ -242,3 +242,6 @@ def test_docs_build_strict(tmp_path: Path) -> None:
         html = (site / page).read_text(encoding="utf-8")
         missing = [n for n in names if n not in html]
         assert not missing, f"{page} does not document {missing}"
+        # docs/hooks.py turns reST roles into plain inline code; none may leak through.
+        leaked = re.findall(r":(?:class|func|meth|mod|attr|exc):<code>", html)
+        assert not leaked, f"{page} shows raw reST roles: {leaked[:3]}"
