@@ -41,13 +41,13 @@ def ip() -> Iterator[InteractiveShell]:
     shell = InteractiveShell.instance()
     session = Session(shell=shell)
     shell.register_magics(WorkflowMagics(shell, session))
-    saved = dict(shell.user_ns)
     try:
         yield shell
     finally:
         session.close()
-        shell.user_ns.clear()
-        shell.user_ns.update(saved)
+        # Leave no global shell behind: other test modules check behaviour outside IPython.
+        shell.history_manager.end_session()
+        InteractiveShell.clear_instance()
 
 
 def magics_session(ip: InteractiveShell) -> Session:
