@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,18 @@ def test_binder_files_are_complete() -> None:
     assert "-e ." in lines or "." in lines, "binder/requirements.txt must install the project"
     apt = (BINDER / "apt.txt").read_text().split()
     assert "graphviz" in apt, "binder/apt.txt must list graphviz (the widget needs `dot`)"
+    # repo2docker's default Python can be older than the project allows; runtime.txt pins it.
+    runtime = (BINDER / "runtime.txt").read_text().strip()
+    match = re.fullmatch(r"python-(\d+)\.(\d+)", runtime)
+    assert match, f"binder/runtime.txt must read like 'python-3.11', got {runtime!r}"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    floor = re.fullmatch(r">=\s*(\d+)\.(\d+)", pyproject["project"]["requires-python"])
+    assert floor, "expected requires-python of the form '>=3.X'"
+    pinned = (int(match.group(1)), int(match.group(2)))
+    assert pinned >= (int(floor.group(1)), int(floor.group(2))), (
+        f"binder/runtime.txt pins {runtime}, below requires-python "
+        f"{pyproject['project']['requires-python']}"
+    )
     post_build = BINDER / "postBuild"
     if post_build.exists():
         assert os.access(post_build, os.X_OK), "binder/postBuild must be executable"
