@@ -26,6 +26,9 @@ class CheckpointWriter:
         self.interval = interval
         self._pending: dict[str, Record] = {}
         self._cond = threading.Condition()
+        # Two runs can end at once (a new run starts while the last one writes its final
+        # checkpoint); their flushes take turns so neither joins a thread the other reset.
+        self._flush_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._busy = False
         self._idle = False
@@ -84,6 +87,10 @@ class CheckpointWriter:
 
     def flush(self) -> None:
         """Save everything recorded so far (and an empty save if nothing was), then return."""
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._cond:
             if self._thread is None or not self._thread.is_alive():
                 batch, self._pending = self._pending, {}
