@@ -706,3 +706,42 @@ def test_a_segment_with_an_undecodable_body_is_reported(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="cannot be decoded") as info:
         TaskRunner.resume(path)
     assert info.value.path == str(seg)
+
+
+def test_concurrent_flushes_of_the_writer_take_turns() -> None:
+    # Two runs of one runner can end together (a new run starts while the previous one writes
+    # its final checkpoint), so two flushes may overlap; both must return cleanly.
+    from pyworkflowy_nb._writer import CheckpointWriter
+
+    for _ in range(20):
+        store = MemoryCheckpointer()
+        gate = threading.Event()
+        real_save = store.save
+
+        def slow_save(records: Mapping[str, dict[str, Any]], real: Any = real_save,
+                      gate: threading.Event = gate) -> None:
+            gate.wait(HANG_GUARD)
+            real(records)
+
+        store.save = slow_save  # type: ignore[method-assign]
+        writer = CheckpointWriter(store, 0.0)
+        writer.record({"key": "a", "status": "completed", "value": 1})
+        errors: list[BaseException] = []
+
+        def flush(writer: CheckpointWriter = writer, errors: list[BaseException] = errors
+                  ) -> None:
+            try:
+                writer.flush()
+            except BaseException as exc:  # pragma: no cover - the failure being tested
+                errors.append(exc)
+
+        threads = [threading.Thread(target=flush) for _ in range(3)]
+        for t in threads:
+            t.start()
+        writer.record({"key": "b", "status": "completed", "value": 2})
+        gate.set()
+        for t in threads:
+            t.join(HANG_GUARD)
+        assert errors == []
+        writer.flush()
+        assert set(store.store) == {"a", "b"}

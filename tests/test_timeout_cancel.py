@@ -255,19 +255,31 @@ def test_cancel_all_flags_every_unfinished_handle() -> None:
         async_started.set()
         await asyncio.sleep(HANG_GUARD)
 
+    gate_started = threading.Event()
+    gate = threading.Event()
+
+    @task(backend="thread")
+    def gatekeeper() -> None:  # ignores its cancel flag until the test lets it go
+        gate_started.set()
+        gate.wait(HANG_GUARD)
+
     with TaskRunner() as runner:
         done = square.submit(3)
         runner.run()
         h_thread = cooperative.submit()
         h_async = sleeper.submit()
-        h_waiting = square.submit(4, depends_on=[h_thread])
+        h_gate = gatekeeper.submit()
+        h_waiting = square.submit(4, depends_on=[h_gate])
         future = runner.run_in_background()
         assert started.wait(HANG_GUARD) and async_started.wait(HANG_GUARD)
-        assert runner.cancel_all() == 3
+        assert gate_started.wait(HANG_GUARD)
+        assert runner.cancel_all() == 4
+        assert h_waiting.status is TaskStatus.CANCELLED  # not started: settled at once
+        gate.set()
         future.result(HANG_GUARD)
     assert flags == [True]
     assert done.status is TaskStatus.COMPLETED  # finished handles are left alone
-    for h in (h_thread, h_async, h_waiting):
+    for h in (h_thread, h_async, h_gate, h_waiting):
         assert h.status is TaskStatus.CANCELLED, h
     assert runner.cancel_all() == 0
 
