@@ -193,6 +193,16 @@ class Kernel:
         """
         code = textwrap.dedent(code).strip("\n")
         msg_id = self.kc.execute(code, allow_stdin=False)
+        return self.collect(msg_id, code, timeout=timeout, check=check)
+
+    def submit(self, code: str) -> tuple[str, str]:
+        """Send a cell without waiting for it; finish with :meth:`collect`."""
+        code = textwrap.dedent(code).strip("\n")
+        return self.kc.execute(code, allow_stdin=False), code
+
+    def collect(self, msg_id: str, code: str = "", timeout: float = CELL_TIMEOUT,
+                check: bool = True) -> CellResult:
+        """Wait for the cell sent as ``msg_id`` to finish and return what it produced."""
         deadline = time.monotonic() + timeout
         idle = False
         while not idle:

@@ -49,6 +49,7 @@ def test_define_run_and_results_in_the_namespace_with_the_live_widget(kernel: Ke
     kernel.execute("""
         %%task load
         rows = [3, 1, 2]
+        print("loading", len(rows), "rows")
         rows
     """)
     kernel.execute("""
@@ -80,6 +81,8 @@ def test_define_run_and_results_in_the_namespace_with_the_live_widget(kernel: Ke
     texts = [json.dumps(m["content"]["data"]["state"]) for m in updates]
     assert any("3 completed" in t or ("completed" in t and "3 tasks" in t) for t in texts), texts
     assert "3 completed" not in res.stdout  # no text summary when the widget is shown
+    # A print inside a task (on a worker thread) shows up in the cell that ran it.
+    assert "loading 3 rows" in res.stdout
 
 
 def test_text_summary_and_failures_point_at_the_cell(kernel: Kernel) -> None:
@@ -206,6 +209,41 @@ def test_cancel_a_background_run(kernel: Kernel) -> None:
     poll(lambda: kernel.value("stop_seen.is_set() and session.last_run.done"),
          what="the cancelled run to end")
     assert kernel.value("session.results['spin'].status.value") == "cancelled"
+
+
+def test_interrupting_a_blocking_run_cancels_its_tasks(kernel: Kernel) -> None:
+    kernel.execute("""
+        import pathlib
+        from pyworkflowy_nb import current_task
+        STARTED = pathlib.Path("hang-started")
+    """)
+    kernel.execute("""
+        %%task hang
+        ctx = current_task()
+        STARTED.touch()
+        while not ctx.cancelled:
+            ctx.cancel_event.wait(60)
+        'stopped'
+    """)
+    kernel.execute("%%task never --after hang\n1")
+    # Start the session's worker processes: they share the kernel's process group, so the
+    # interrupt reaches them too, and they must survive it.
+    kernel.execute("%%task remote_pid --backend process\nimport os\nos.getpid()")
+    kernel.execute("%wfy_run remote_pid --no-widget")
+    kernel.execute("pool_before = id(session._pool)")
+    started = Path(kernel.cwd) / "hang-started"
+    msg_id, code = kernel.submit("%wfy_run --no-widget")
+    poll(started.exists, what="the task to start")
+    kernel.km.interrupt_kernel()
+    res = kernel.collect(msg_id, code, check=False)
+    assert res.error is not None and res.error["ename"] == "KeyboardInterrupt"
+    statuses = kernel.value("{k: r.status.value for k, r in session.results.items()}")
+    assert statuses["hang"] == statuses["never"] == "cancelled"
+    assert kernel.value("session.last_run.done") is True
+    assert "1 completed" in kernel.execute("%wfy_run remote_pid --force --no-widget").stdout
+    # The same pool served it: no worker died of the interrupt.
+    assert kernel.value("[id(session._pool) == pool_before, session._pool._broken]") == [
+        True, False]
 
 
 def test_schedules_fire_and_stop(kernel: Kernel) -> None:

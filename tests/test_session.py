@@ -76,6 +76,8 @@ def test_bad_names_are_usage_errors_that_suggest_a_fix(session: Session) -> None
         session.define("class", "1")
     with pytest.raises(UsageError, match=r"--after task name '2x'"):
         session.define("ok", "1", after=["2x"])
+    with pytest.raises(UsageError, match=r"separated by spaces, not commas: write --after a b"):
+        session.define("ok", "1", after=["a,b"])
 
 
 def test_after_may_name_a_task_defined_later_but_a_run_needs_it(session: Session) -> None:

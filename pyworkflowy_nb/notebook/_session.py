@@ -212,6 +212,14 @@ def _pack_for_worker(cell: CellTask, g: dict[str, Any]) -> bytes:
         raise
 
 
+def _ignore_sigint() -> None:
+    """Worker-process initializer: interrupting the kernel (SIGINT to its process group)
+    cancels the run in the kernel; it must not kill the pool's workers."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run_packed(payload: bytes) -> bytes:
     """Worker-process side of ``--backend process``: rebuild the namespace, run, send back."""
     import cloudpickle
@@ -328,6 +336,11 @@ class Session:
         check_name(name)
         edges: list[str] = []
         for a in after:
+            if isinstance(a, str) and "," in a:
+                raise UsageError(
+                    f"--after takes task names separated by spaces, not commas: write "
+                    f"--after {' '.join(p for p in a.split(',') if p)} (got {a!r})"
+                )
             check_name(a, "--after task name")
             if a not in edges:
                 edges.append(a)
@@ -617,16 +630,21 @@ class Session:
 
     def _process_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         with self._lock:
-            if self._pool is None:
+            pool = self._pool
+            if pool is not None and getattr(pool, "_broken", False):
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = None  # a worker died (killed, out of memory): start afresh
+            if pool is None:
                 import multiprocessing
 
                 # spawn, not fork: the kernel has live threads (zmq, the run's loop thread)
                 # that a forked child would inherit in an undefined state.
-                self._pool = concurrent.futures.ProcessPoolExecutor(
+                pool = self._pool = concurrent.futures.ProcessPoolExecutor(
                     max_workers=self.max_workers or min(4, os.cpu_count() or 1),
                     mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_ignore_sigint,
                 )
-            return self._pool
+            return pool
 
     def check_idle(self) -> None:
         """Refuse to start a run while the previous background run is still going."""
