@@ -138,13 +138,16 @@ class Task(Generic[P, R]):
                 f"async task {self.name!r} cannot run on the {backend!r} backend: coroutines "
                 "need the event loop; use backend='asyncio' or make it a plain def"
             )
-        if backend == "process" and self._owner_cls is None:
-            qualname = getattr(self.fn, "__qualname__", "")
+        if backend == "process":
+            # Workers rebuild the task by importing it: the function, or for the class form
+            # the class, must be reachable from its module's top level.
+            owner = self._owner_cls if self._owner_cls is not None else self.fn
+            qualname = getattr(owner, "__qualname__", "")
             if "<lambda>" in qualname or "<locals>" in qualname or not qualname:
                 raise ValueError(
                     f"task {self.name!r} cannot run on the 'process' backend: worker processes "
-                    "import functions by name, so it must be a top-level def (no lambdas, "
-                    "no nested functions); use backend='thread' instead"
+                    "import tasks by name, so it must be a top-level def or class (no "
+                    "lambdas, no nested functions or classes); use backend='thread' instead"
                 )
 
     # -- running -----------------------------------------------------------------------------
