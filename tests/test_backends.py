@@ -12,7 +12,7 @@ import engine_helpers
 import pytest
 from engine_helpers import HANG_GUARD, Gauge, wait_until
 
-from pyworkflowy_nb import TaskContext, TaskRunner, TaskStatus, current_task, task
+from pyworkflowy_nb import TaskBase, TaskContext, TaskRunner, TaskStatus, current_task, task
 
 
 @task
@@ -323,3 +323,26 @@ def test_many_small_tasks_on_each_backend() -> None:
     assert [h.result() for h in t] == [2 * i for i in range(50)]
     assert [h.result() for h in p] == [i * i for i in range(10)]
     assert all(h.status is TaskStatus.COMPLETED for h in a + t + p)
+
+
+def test_process_backend_refuses_a_nested_class_form_task_up_front() -> None:
+    class Local(TaskBase):
+        backend = "process"
+
+        def run(self) -> int:
+            return 1
+
+    with pytest.raises(ValueError, match=r"top-level def or class.*backend='thread'"):
+        Local()
+
+    class LocalDefault(TaskBase):  # no backend of its own: checked against the runner's
+        def run(self) -> int:
+            return 1
+
+    with pytest.raises(ValueError, match="process"):
+        TaskRunner(backend="process").submit(LocalDefault())
+    with TaskRunner(backend="thread") as runner:
+        h = runner.submit(LocalDefault())
+        runner.run()
+    assert h.result() == 1
+
