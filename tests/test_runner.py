@@ -788,3 +788,30 @@ def test_run_joins_a_background_run_outside_any_loop() -> None:
     assert results.ok and len(results) == 2
     assert h.result() == 1 and later.result() == 25
     assert future.done()
+
+
+@pytest.mark.anyio
+async def test_cancelling_arun_from_outside_leaves_every_handle_terminal() -> None:
+    started = asyncio.Event()
+
+    @task
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(HANG_GUARD)
+
+    runner = TaskRunner()
+    a = runner.submit(forever)
+    b = runner.submit(square, 2, depends_on=[a])
+    c = runner.submit(square, 3, depends_on=[a])
+    driving = asyncio.ensure_future(runner.arun())
+    await asyncio.wait_for(started.wait(), HANG_GUARD)
+    driving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await driving
+    assert all(h.done() for h in (a, b, c))
+    assert a.status is TaskStatus.CANCELLED
+    assert not runner.running
+    # The runner is still usable afterwards.
+    d = runner.submit(square, 4)
+    assert (await runner.arun())[d.key].value == 16
+    runner.shutdown()
