@@ -17,6 +17,7 @@ import logging
 import random
 import threading
 import time
+from concurrent.futures import BrokenExecutor, Executor
 from concurrent.futures import Future as PoolFuture
 from typing import TYPE_CHECKING, Any
 
@@ -219,10 +220,13 @@ class Dispatcher:
         assert loop is not None
         try:
             pool = self.pools.get(lane)
-            if lane == "thread":
-                cf = pool.submit(call_in_thread, ctx, h.task.fn, h.args, h.kwargs)
-            else:
-                cf = pool.submit(call_in_process, h.task, h.args, h.kwargs)
+            try:
+                cf = self._submit_to(pool, lane, h, ctx)
+            except BrokenExecutor:
+                # A worker died (os._exit, an OOM kill) and took the pool with it; the attempt
+                # that was running there has failed, but later ones get a fresh pool.
+                self.pools.discard(lane, pool)
+                cf = self._submit_to(self.pools.get(lane), lane, h, ctx)
         except Exception as exc:  # a broken or shut-down pool fails the attempt, not the run
             self.attempt_done(h, attempt, None, exc, lane)
             return
@@ -239,6 +243,13 @@ class Dispatcher:
                 loop.call_soon_threadsafe(self._pool_finished, h, attempt, f, timer)
 
         cf.add_done_callback(done)
+
+    @staticmethod
+    def _submit_to(pool: Executor, lane: str, h: TaskHandle[Any],
+                   ctx: TaskContext) -> PoolFuture[Any]:
+        if lane == "thread":
+            return pool.submit(call_in_thread, ctx, h.task.fn, h.args, h.kwargs)
+        return pool.submit(call_in_process, h.task, h.args, h.kwargs)
 
     def _pool_finished(self, h: TaskHandle[Any], attempt: int, f: PoolFuture[Any],
                        timer: asyncio.TimerHandle | None) -> None:

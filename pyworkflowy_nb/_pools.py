@@ -49,6 +49,18 @@ class Pools:
                 self._process = ProcessPoolExecutor(self.capacity("process"))
             return self._process
 
+    def discard(self, backend: str, pool: Executor) -> None:
+        """Forget ``pool`` if it is still the current one (it broke); the next get() makes
+        a new one."""
+        with self._lock:
+            if backend == "thread" and self._thread is pool:
+                self._thread = None
+            elif backend == "process" and self._process is pool:
+                self._process = None
+            else:
+                return
+        pool.shutdown(wait=False, cancel_futures=True)
+
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:
             thread, process = self._thread, self._process
