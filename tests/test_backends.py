@@ -346,3 +346,15 @@ def test_process_backend_refuses_a_nested_class_form_task_up_front() -> None:
         runner.run()
     assert h.result() == 1
 
+
+
+def test_a_dead_process_worker_fails_its_task_but_not_the_backend() -> None:
+    with TaskRunner(backend="process", on_task_error="continue") as runner:
+        dead = runner.submit(engine_helpers.die, 3)
+        runner.run()
+        assert dead.status is TaskStatus.FAILED
+        assert "terminated abruptly" in str(dead.exception)
+        # Later process tasks get a fresh pool instead of the broken one.
+        after = [runner.submit(engine_helpers.square, i) for i in range(3)]
+        runner.run()
+    assert [h.result() for h in after] == [0, 1, 4]
