@@ -809,3 +809,30 @@ def test_swapped_repeats_with_different_parents_are_not_mixed_up(tmp_path: Path)
     assert {n: h.result() for n, h in second.items()} == {"a": 11, "b": 21}
     assert sorted(seen) == ["a", "b"]
     assert not second["a"].restored and not second["b"].restored
+
+
+def test_a_run_aborted_by_a_failure_still_writes_its_final_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    broken = {"on": True}
+
+    @task(name="fragile")
+    def fragile() -> str:
+        CALLS.append("fragile")
+        if broken["on"]:
+            raise RuntimeError("bug")
+        return "fixed"
+
+    with TaskRunner(checkpoint_path=path, checkpoint_interval=3600.0, max_workers=1) as runner:
+        ok = [runner.submit(square, i) for i in range(3)]
+        runner.submit(fragile, depends_on=ok)
+        with pytest.raises(RuntimeError, match="bug"):
+            runner.run()
+    records = JSONCheckpointer(path).load()
+    assert {h.key for h in ok} <= {k for k, r in records.items() if r["status"] == "completed"}
+    broken["on"] = False
+    CALLS.clear()
+    with TaskRunner.resume(path) as again:
+        hs = [again.submit(square, i) for i in range(3)]
+        fixed = again.submit(fragile, depends_on=hs)
+        assert again.run().ok
+    assert CALLS == ["fragile"] and fixed.result() == "fixed"

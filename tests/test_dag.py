@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import pytest
+from engine_helpers import wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -207,8 +208,7 @@ def test_run_anyway_waits_for_all_parents_to_end() -> None:
         after = make("after", on_dep_failure="run-anyway").submit(depends_on=[bad, s])
         future = runner.run_in_background()
         # "after" must not start before the slow parent ends, whatever "bad" did.
-        while not bad.done():
-            threading.Event().wait(0.005)
+        wait_until(bad.done, "the failing parent to end")
         assert after.status is TaskStatus.PENDING
         release.set()
         future.result(30)
