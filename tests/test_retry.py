@@ -7,6 +7,8 @@ import random
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pyworkflowy_nb import EventLog, TaskRunner, TaskStatus, current_task, task
 from pyworkflowy_nb._policy import RetryPolicy
@@ -348,3 +350,13 @@ def test_timeout_error_raised_by_body_is_an_ordinary_failure() -> None:
         runner.run()
     assert h.result() == "ok"
     assert len(attempts) == 2
+
+
+@given(base=st.floats(0.0, 100.0), cap=st.floats(0.0, 1000.0), attempt=st.integers(1, 80),
+       backoff=st.sampled_from(["none", "linear", "exponential"]))
+def test_delay_formula_property(base: float, cap: float, attempt: int, backoff: str) -> None:
+    policy = RetryPolicy(retries=100, backoff=backoff, backoff_base=base, backoff_max=cap)
+    expected = {"none": 0.0, "linear": base * attempt,
+                "exponential": base * 2.0 ** (attempt - 1)}[backoff]
+    assert policy.delay(attempt) == pytest.approx(min(expected, cap))
+    assert 0.0 <= policy.delay(attempt) <= cap

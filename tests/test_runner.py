@@ -807,3 +807,49 @@ async def test_cancelling_arun_from_outside_leaves_every_handle_terminal() -> No
     d = runner.submit(square, 4)
     assert (await runner.arun())[d.key].value == 16
     runner.shutdown()
+
+
+def test_many_threads_submitting_dependent_tasks_into_one_run() -> None:
+    import random
+
+    release = threading.Event()
+
+    @task(backend="thread")
+    def keeper() -> str:  # keeps the run alive until every submitter is done
+        release.wait(HANG_GUARD)
+        return "kept"
+
+    @task
+    def add_one(x: int) -> int:
+        return x + 1
+
+    lock = threading.Lock()
+    made: list[tuple[TaskHandle[Any], int]] = []
+
+    def submitter(seed: int) -> None:
+        rng = random.Random(seed)
+        for i in range(150):
+            with lock:
+                parents = rng.sample(made, k=min(len(made), rng.randint(0, 2)))
+            h = runner.submit(add_one, seed * 1000 + i,
+                              depends_on=[p for p, _ in parents])
+            with lock:
+                made.append((h, seed * 1000 + i + 1))
+
+    with TaskRunner() as runner:
+        runner.submit(keeper)
+        future = runner.run_in_background()
+        threads = [threading.Thread(target=submitter, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG_GUARD)
+        release.set()
+        results = future.result(HANG_GUARD)
+    assert results.ok
+    assert len(results) == 601
+    for h, expected in made:
+        assert h.result() == expected
+        for p in h.parents:
+            assert p.finished_at is not None and h.started_at is not None
+            assert p.finished_at <= h.started_at
