@@ -63,10 +63,11 @@ def test_top_level_await_runs_on_the_kernel_loop(kernel: Kernel) -> None:
 
 def test_background_run_while_the_user_keeps_working(kernel: Kernel) -> None:
     kernel.execute("""
-        gate = threading.Event()
+        gate, started = threading.Event(), threading.Event()
 
         @task(backend="thread")
         def gated():
+            started.set()
             gate.wait(120)
             return "opened"
 
@@ -74,6 +75,7 @@ def test_background_run_while_the_user_keeps_working(kernel: Kernel) -> None:
         hb = rb.submit(gated)
         fut = rb.run_in_background()
     """)
+    poll(lambda: kernel.value("started.is_set()"), what="the task to start")
     # Other cells run while the task is blocked in the background.
     assert kernel.value("[fut.done(), hb.status.value, 6 * 7]") == [False, "running", 42]
     kernel.execute("gate.set()")

@@ -35,6 +35,9 @@ def shared_kernel() -> Iterator[Kernel]:
 def kernel(shared_kernel: Kernel) -> Iterator[Kernel]:
     """The module's kernel, with the session's tasks and stored results dropped afterwards."""
     yield shared_kernel
+    # A background run may still be finishing (its results land before it ends).
+    poll(lambda: shared_kernel.value("session.last_run is None or session.last_run.done"),
+         what="the last run to end")
     shared_kernel.execute("%wfy_reset --checkpoint")
 
 
@@ -188,6 +191,8 @@ def test_background_run_returns_at_once(kernel: Kernel) -> None:
     kernel.execute("gate.set()")
     poll(lambda: kernel.value("'after_slow' in globals()"), what="background results")
     assert kernel.value("[slow, after_slow]") == ["slow done", "SLOW DONE"]
+    poll(lambda: kernel.value("session.last_run.done"), what="the run to end")
+    assert "a run is going" not in kernel.execute("%wfy_status").stdout
 
 
 def test_cancel_a_background_run(kernel: Kernel) -> None:
