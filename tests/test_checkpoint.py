@@ -390,7 +390,8 @@ def test_explicit_task_key_wins_and_duplicates_are_refused() -> None:
 
 
 def test_keys_survive_a_process_boundary(tmp_path: Path) -> None:
-    # Keys come from names and arguments only, never ids or hash randomisation.
+    # Keys come from names and arguments only, never ids or hash randomisation (set order
+    # follows string hashes, which differ between processes).
     import subprocess
     import sys
 
@@ -400,18 +401,20 @@ def test_keys_survive_a_process_boundary(tmp_path: Path) -> None:
         "import test_checkpoint as m\n"
         "r = TaskRunner()\n"
         "hs = [r.submit(m.square, i) for i in (1, 2)] + [r.submit(m.total, [1], {'a': (1, 2)})]\n"
+        "hs.append(r.submit(m.total, {'alpha', 'beta', 'gamma'}, frozenset({'x', 'y'})))\n"
+        "hs.append(r.submit(m.total, [{'k': {'a', 'b', 'c'}}], (m.Point(1, 2),)))\n"
         "hs.append(r.submit(m.total, depends_on=hs))\n"
         "print('\\n'.join(h.key + ' ' + h.fingerprint for h in hs))\n"
     )
     outs = []
-    for seed in ("1", "2"):
+    for seed in ("1", "2", "3"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              env=env, timeout=120, check=False)
         assert out.returncode == 0, out.stderr
         outs.append(out.stdout)
-    assert outs[0] == outs[1]
-    assert len(outs[0].splitlines()) == 4
+    assert outs[0] == outs[1] == outs[2]
+    assert len(outs[0].splitlines()) == 6
 
 
 # -- fingerprints ----------------------------------------------------------------------------
