@@ -641,3 +641,18 @@ def test_works_without_ipywidgets(tmp_path: Any) -> None:
     assert "a     completed  1" in out.stdout and "wfy: 1 completed" in out.stdout
     assert "value 42" in out.stdout
     assert "hint" in out.stdout and "pip install ipywidgets" in out.stdout
+
+
+def test_a_timed_out_thread_does_not_hold_up_the_next_run(session: Session) -> None:
+    release, finished = threading.Event(), threading.Event()
+    session.user_ns.update(release=release, finished=finished)
+    session.define("stuck", "release.wait(120)\nfinished.set()", timeout=0.05)
+    try:
+        first = session.run()
+        assert isinstance(first["stuck"].error, TaskTimeoutError)
+        # The body is still blocked in its thread; a new run must not wait for it.
+        session.define("stuck", "finished.is_set()")
+        second = session.run()
+        assert second.ok and session.user_ns["stuck"] is False
+    finally:
+        release.set()

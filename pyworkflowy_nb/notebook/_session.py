@@ -686,7 +686,8 @@ class Session:
         try:
             return run.runner.run()
         finally:
-            run.runner.shutdown()
+            # Not waiting: a timed-out thread task may still be running its body.
+            run.runner.shutdown(wait=False)
 
     def cancel(self) -> bool:
         """Cancel the current run, if one is going; True if there was one."""
@@ -706,7 +707,9 @@ class Session:
             if r.running:
                 keep.append(r)
             else:
-                r.shutdown()
+                # Not waiting: a timed-out thread task may still be running its body, and
+                # the next run must not wait for it.
+                r.shutdown(wait=False)
         self._old_runners = keep
 
     def close(self) -> None:
@@ -1030,7 +1033,7 @@ class ScheduleBook:
             self._scheduler = None
         if runner is not None:
             runner.cancel_all()
-            runner.shutdown()
+            runner.shutdown(wait=False)
 
 
 def _fmt_duration(seconds: float | None) -> str:
