@@ -1,0 +1,309 @@
+"""The live widget in a real browser: JupyterLab on localhost, headless Chromium via Playwright.
+
+A notebook runs a small DAG in which one task fails (so one is skipped), with the live view
+displayed. The test reads the SVG JupyterLab rendered and checks each node's final fill, then
+saves a screenshot under ``test-artifacts/``.
+
+Isolation: the server gets a random token, a temporary root directory and temporary Jupyter
+config/data/runtime directories; Chromium gets a fresh profile and flags that keep it off the
+network. The browser is the system one (``/usr/bin/chromium``); Playwright never downloads one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyworkflowy_nb._html import STATE_STYLES
+from pyworkflowy_nb.notebook._dot import node_id
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+HANG_GUARD = 180.0  # seconds; generous for a busy 2-core machine, never a speed assertion
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"{CHROMIUM} is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(shutil.which("dot") is None,
+                       reason="Graphviz 'dot' is not installed (apt-get install graphviz)"),
+]
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+# State of each task in the notebook below, by task key: while "gate" waits for the test to
+# release it (so the cell is still blocked in run()), and at the end.
+MIDWAY = {
+    "load": "completed",
+    "clean": "completed",
+    "explode": "failed",
+    "report": "skipped",
+    "gate": "running",
+    "other": "pending",
+}
+FINAL = {**MIDWAY, "gate": "completed", "other": "completed"}
+
+CELLS = [
+    """\
+import pyworkflowy_nb.notebook
+from pyworkflowy_nb import TaskRunner, task
+from pyworkflowy_nb.notebook import watch
+
+@task
+def load():
+    return [1, 2, 3]
+
+@task
+def clean():
+    return [r * 2 for r in a.result()]
+
+@task
+def explode():
+    raise ValueError("this task fails on purpose")
+
+@task(on_dep_failure="skip")
+def report():
+    return "never runs"
+
+@task(backend="thread")
+def gate():
+    # Waits until the browser test creates this file, so it can look at a run in progress.
+    import os, time
+    deadline = time.monotonic() + 600
+    while not os.path.exists("release-gate"):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never released the gate")
+        time.sleep(0.05)
+    return "released"
+
+@task
+def other():
+    return "after the gate"
+""",
+    """\
+runner = TaskRunner(on_task_error="continue")
+a = runner.submit(load, task_key="load")
+b = runner.submit(clean, depends_on=[a], task_key="clean")
+c = runner.submit(explode, depends_on=[a], task_key="explode")
+d = runner.submit(report, depends_on=[b, c], task_key="report")
+g = runner.submit(gate, task_key="gate")
+e = runner.submit(other, depends_on=[g], task_key="other")
+view = watch(runner)
+results = runner.run()
+print("ran:", sorted((k, r.status.value) for k, r in results.items()))
+""",
+]
+
+
+def _notebook() -> dict[str, Any]:
+    return {
+        "cells": [
+            {"cell_type": "code", "execution_count": None, "id": f"cell{i}", "metadata": {},
+             "outputs": [], "source": src}
+            for i, src in enumerate(CELLS)
+        ],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
+                           "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_server(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + HANG_GUARD
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"JupyterLab exited early:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"JupyterLab did not answer at {url}:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """A JupyterLab server: yields (base url, token, root dir)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "demo.ipynb").write_text(json.dumps(_notebook()), encoding="utf-8")
+    token = secrets.token_hex(16)
+    port = _free_port()
+    venv_bin = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+        "PYWORKFLOWY_NB_KEY_FILE": str(tmp_path / "checkpoint.key"),
+    }
+    # No news fetching, no first-run notices, and every cell rendered (no virtual scrolling).
+    settings = tmp_path / "settings"
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+     ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+     ).write_text(json.dumps({"windowingMode": "none"}))
+    log = tmp_path / "lab.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
+             f"--port={port}", f"--IdentityProvider.token={token}",
+             f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0", "--allow-root",
+             "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly"],
+            cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_server(f"{base}/api/status?token={token}", proc, log)
+        yield base, token, root
+    finally:
+        # Stop kernels through the API first so none is left behind, then the server itself.
+        try:
+            req = urllib.request.Request(f"{base}/api/shutdown?token={token}", method="POST")
+            urllib.request.urlopen(req, timeout=10).close()
+            proc.wait(timeout=30)
+        except Exception:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
+
+
+_KERNEL_READY = """
+() => {
+  const app = window.jupyterapp;
+  const panel = app && app.shell.currentWidget;
+  const kernel = panel && panel.sessionContext && panel.sessionContext.session
+    && panel.sessionContext.session.kernel;
+  return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
+}
+"""
+
+_READ_FILLS = """
+(ids) => {
+  const out = {};
+  for (const id of ids) {
+    const g = document.querySelector(`.jp-OutputArea g.node[id="${id}"]`);
+    const shape = g && g.querySelector('path, polygon');
+    out[id] = shape ? shape.getAttribute('fill') : null;
+  }
+  return out;
+}
+"""
+
+_FILLS_MATCH = """
+([ids, want]) => {
+  for (let i = 0; i < ids.length; i++) {
+    const g = document.querySelector(`.jp-OutputArea g.node[id="${ids[i]}"]`);
+    const shape = g && g.querySelector('path, polygon');
+    if (!shape || shape.getAttribute('fill') !== want[i]) return false;
+  }
+  return true;
+}
+"""
+
+
+def _fills(states: dict[str, str]) -> dict[str, str]:
+    return {node_id(key): STATE_STYLES[state].fill for key, state in states.items()}
+
+
+def test_widget_shows_live_and_final_colours_in_jupyterlab(lab: tuple[str, str, Path]) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    base, token, root = lab
+    midway, final = _fills(MIDWAY), _fills(FINAL)
+    ARTIFACTS.mkdir(exist_ok=True)
+    profile = root.parent / "chromium-profile"
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        page = context.new_page()
+        page.set_default_timeout(HANG_GUARD * 1000)
+        want = midway
+        try:
+            page.goto(f"{base}/lab/tree/demo.ipynb?token={token}")
+            page.wait_for_function(_KERNEL_READY)
+            # Not awaited: the command's promise settles only when every cell has finished.
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+            # Live: the cell is blocked in run() while "gate" waits, yet the view has moved on.
+            page.wait_for_function(_FILLS_MATCH, arg=[list(want), list(want.values())])
+            live_header = page.inner_text(".jp-OutputArea .wfy-header")
+            prompts = page.evaluate(
+                "() => Array.from(document.querySelectorAll('.jp-InputPrompt'))"
+                ".map(e => e.innerText.trim())"
+            )
+            page.locator(".jp-OutputArea .wfy-runner-widget").last.screenshot(
+                path=str(ARTIFACTS / "browser-widget-live.png"))
+            (root / "release-gate").touch()
+            want = final
+            page.wait_for_function(_FILLS_MATCH, arg=[list(want), list(want.values())])
+            fills = page.evaluate(_READ_FILLS, list(want))
+            header = page.inner_text(".jp-OutputArea .wfy-header")
+            table = page.inner_text(".jp-OutputArea .wfy-table")
+            page.wait_for_selector(
+                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']")
+            stdout = page.inner_text(
+                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']"
+            )
+            page.locator(".jp-OutputArea .wfy-runner-widget").last.screenshot(
+                path=str(ARTIFACTS / "browser-widget.png"))
+            page.screenshot(path=str(ARTIFACTS / "browser-page.png"))
+        except Exception as exc:
+            page.screenshot(path=str(ARTIFACTS / "browser-widget-failure.png"))
+            try:
+                seen = page.evaluate(_READ_FILLS, list(want))
+                outputs = page.inner_text(".jp-NotebookPanel")
+            except Exception as inner:
+                seen, outputs = {}, f"(page unreadable: {inner!r})"
+            raise AssertionError(
+                f"{exc}\nfills seen: {seen}\nwanted: {want}\nnotebook text:\n{outputs[-4000:]}"
+                "\nscreenshot: test-artifacts/browser-widget-failure.png"
+            ) from exc
+        finally:
+            context.close()
+    assert prompts[-1] == "[*]:", prompts  # the run's cell was still executing (blocked)
+    assert "running" in live_header and "1 running" in live_header
+    assert fills == final
+    assert "finished" in header and "6 tasks" in header
+    assert "4 completed" in header and "1 failed" in header and "1 skipped" in header
+    assert "this task fails on purpose" in table
+    assert "('explode', 'failed')" in stdout and "('gate', 'completed')" in stdout
