@@ -83,7 +83,7 @@ class FakeScheduler:
             self.clock.now = max(self.clock.now, timer.due)
             timer.fired = True
             timer.callback()
-        self.clock.now = target
+        self.clock.now = max(self.clock.now, target)  # a callback may have moved it on
 
 
 @pytest.fixture
@@ -286,6 +286,27 @@ def test_listener_never_draws_and_redraws_are_spaced_by_the_frame_interval(
     assert draws[0] >= 0.1 - 1e-9  # the first event waited for the construction-time draw
     assert "1000 tasks" in w._header.value  # the last draw has everything
     w.close()
+
+
+def test_a_slow_redraw_spaces_out_the_next_one(fake: tuple[FakeClock, FakeScheduler]) -> None:
+    clock, scheduler = fake
+    runner = TaskRunner()
+    w = make_widget(runner, fake, max_fps=10, heartbeat=None)
+    original = w._push
+
+    def slow_push(graph: str, header: str, table: str) -> None:
+        clock.now += 0.3  # this redraw "takes" 300 ms, three frames
+        original(graph, header, table)
+        runner.submit(quick, len(runner.handles))  # and something changes meanwhile
+
+    w._push = slow_push  # type: ignore[method-assign]
+    runner.submit(quick, 0)
+    scheduler.advance(0.1)  # first redraw: starts at 0.1, ends at 0.4
+    (next_,) = scheduler.pending()
+    assert next_.due == pytest.approx(0.1 + 0.6)  # as long again after it ended, not at 0.4
+    w.close()
+    with pytest.raises(ValueError, match="summarise_above"):
+        RunnerWidget(runner, summarise_above=1)
 
 
 def test_a_whole_run_coalesces_into_one_final_redraw(

@@ -82,8 +82,10 @@ def _import_ipywidgets() -> Any:
 class RunnerWidget:
     """A live ipywidgets view of ``runner``; display it (or use :func:`watch`) in a notebook.
 
-    ``max_fps`` caps redraws per second; ``heartbeat`` is how often (seconds) a quiet running
-    view refreshes its clocks, ``None`` to never. ``clock`` (monotonic seconds) and
+    ``max_fps`` caps redraws per second (a redraw that took longer than a frame also delays
+    the next one by as much); ``heartbeat`` is how often (seconds) a quiet running view
+    refreshes its clocks, ``None`` to never; past ``summarise_above`` tasks the DAG is drawn as
+    one group per task name. ``clock`` (monotonic seconds) and
     ``scheduler`` (``scheduler(delay, callback) -> object with cancel()``) are for tests.
 
     The ipywidgets tree is :attr:`widget` (a ``VBox``): put it in your own layouts. :meth:`close`
@@ -96,6 +98,7 @@ class RunnerWidget:
         *,
         max_fps: float = 10.0,
         heartbeat: float | None = 1.0,
+        summarise_above: int = _dot.SUMMARY_THRESHOLD,
         clock: Callable[[], float] | None = None,
         scheduler: Scheduler | None = None,
     ) -> None:
@@ -113,6 +116,7 @@ class RunnerWidget:
         ):
             raise ValueError(f"heartbeat must be a positive number of seconds or None, "
                              f"got {heartbeat!r}")
+        _dot.build_dot([], summarise_above=summarise_above)  # validates it, with a clear error
         widgets = _import_ipywidgets()
 
         self.runner = runner
@@ -132,6 +136,8 @@ class RunnerWidget:
         self._timer_is_beat = False
         self._generation = 0  # of the armed timer; a cancelled timer that fires anyway is stale
         self._last_draw = -float("inf")
+        self._last_cost = 0.0  # how long the last redraw took, on the same clock
+        self._summarise_above = summarise_above
         self._run_started: float | None = None
         self._run_finished: float | None = None
         self._last_source: str | None = None
@@ -182,7 +188,7 @@ class RunnerWidget:
                 return  # one is already due: this change joins it
             self._timer.cancel()  # a real change should not wait for the next heartbeat
             self._timer = None
-        self._arm(max(0.0, self._last_draw + self._interval - self._clock()), beat=False)
+        self._arm(self._next_delay(), beat=False)
 
     def _arm(self, delay: float, *, beat: bool) -> None:
         # The redraw runs in a copy of this context: see the module docstring.
@@ -219,15 +225,22 @@ class RunnerWidget:
             logger.exception("the live view failed to redraw")
         finally:
             with self._lock:
+                self._last_cost = max(0.0, self._clock() - self._last_draw)
                 self._drawing = False
                 self._due = False  # before reading the flag: see _on_event
                 if not self._closed:
                     if self._dirty:
-                        delay = max(0.0, self._last_draw + self._interval - self._clock())
-                        self._arm(delay, beat=False)
+                        self._arm(self._next_delay(), beat=False)
                     elif self._heartbeat is not None and self._is_running():
                         self._arm(self._heartbeat, beat=True)
                 self._idle.notify_all()
+
+    def _next_delay(self) -> float:
+        # One frame after the last redraw began; and if that redraw took longer than half a
+        # frame, as long again after it ended, so that drawing a big DAG uses at most half a
+        # core and the run keeps the rest.
+        earliest = self._last_draw + max(self._interval, 2.0 * self._last_cost)
+        return max(0.0, earliest - self._clock())
 
     def _is_running(self) -> bool:
         try:
@@ -273,7 +286,7 @@ class RunnerWidget:
     def _graph_html(self, nodes: tuple[NodeSnapshot, ...]) -> str:
         if not nodes:
             return ""
-        source = _dot.build_dot(nodes)
+        source = _dot.build_dot(nodes, summarise_above=self._summarise_above)
         if source == self._last_source:
             return self._last_graph
         try:
