@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import calendar
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
 __all__ = ["CronExpression", "parse_cron"]
@@ -220,19 +220,25 @@ class CronExpression:
     dom_restricted: bool
     dow_restricted: bool
 
+    # Derived once (next_after() runs on every firing of every cron job); plain sets, so the
+    # expression still pickles.
+    _day_set: frozenset[int] = field(init=False, repr=False, compare=False)
+    _weekday_set: frozenset[int] = field(init=False, repr=False, compare=False)
+    _month_set: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_day_set", frozenset(self.days))
+        object.__setattr__(self, "_weekday_set", frozenset(self.weekdays))
+        object.__setattr__(self, "_month_set", frozenset(self.months))
+
     def __str__(self) -> str:
         return self.source
 
-    def _day_rule(self) -> Callable[[int, int], bool]:
-        """A predicate on (day of month, cron weekday) implementing the dom/dow rule."""
-        days, weekdays = frozenset(self.days), frozenset(self.weekdays)
-        if self.dom_restricted and self.dow_restricted:
-            return lambda day, weekday: day in days or weekday in weekdays
+    def _day_ok(self, day: int, weekday: int) -> bool:
+        """The day-of-month / day-of-week rule (OR when both restrict; see the module doc)."""
         if self.dom_restricted:
-            return lambda day, weekday: day in days
-        if self.dow_restricted:
-            return lambda day, weekday: weekday in weekdays
-        return lambda day, weekday: True
+            return day in self._day_set or (self.dow_restricted and weekday in self._weekday_set)
+        return not self.dow_restricted or weekday in self._weekday_set
 
     def matches(self, dt: datetime) -> bool:
         """True when the wall-clock minute of ``dt`` (seconds ignored) is one this expression names.
@@ -244,7 +250,7 @@ class CronExpression:
             dt.minute in self.minutes
             and dt.hour in self.hours
             and dt.month in self.months
-            and self._day_rule()(dt.day, _cron_weekday(dt.year, dt.month, dt.day))
+            and self._day_ok(dt.day, _cron_weekday(dt.year, dt.month, dt.day))
         )
 
     def next_after(self, dt: datetime) -> datetime:
@@ -273,14 +279,14 @@ class CronExpression:
 
     def _next_wall(self, start: datetime) -> datetime:
         """The first matching naive wall time at or after ``start`` (already minute-aligned)."""
-        day_ok = self._day_rule()
+        day_ok, months = self._day_ok, self._month_set
         year, month, day = start.year, start.month, start.day
         hour, minute = start.hour, start.minute
         # A valid expression fires at least once every eight years (Feb 29 across 2100 is the
         # worst case); the bound only guards against a bug turning into a hang.
         last_year = year + 9
         while year <= last_year:
-            if month not in self.months:
+            if month not in months:
                 next_month = _next_in(self.months, month)
                 if next_month is None:
                     year, month = year + 1, self.months[0]
@@ -288,7 +294,7 @@ class CronExpression:
                     month = next_month
                 day, hour, minute = 1, 0, 0
                 continue
-            month_length = calendar.monthrange(year, month)[1]
+            month_length = _month_length(year, month)
             weekday = _cron_weekday(year, month, day) if day <= month_length else 0
             while day <= month_length and not day_ok(day, weekday):
                 day += 1
@@ -312,6 +318,12 @@ class CronExpression:
                 continue
             return datetime(year, month, day, hour, next_minute)
         raise RuntimeError(f"cron expression {self.source!r} found no fire time before {year}")
+
+
+def _month_length(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if calendar.isleap(year) else 28
+    return _MAX_DAYS[month]
 
 
 def _cron_weekday(year: int, month: int, day: int) -> int:

@@ -531,19 +531,23 @@ class Scheduler:
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
-                self._pass()
-                self._wake.wait(self._delay())
+                self._wake.wait(self._pass())
         finally:
             with self._lock:
                 if self._mode == "thread":
                     self._mode = None
 
-    def _pass(self) -> None:
-        """One tick plus execution; anything unexpected is logged, never fatal to the loop."""
+    def _pass(self) -> float:
+        """One tick plus execution; returns how long to wait before the next one.
+
+        Anything unexpected (a broken clock, say) is logged and retried, never fatal to the loop.
+        """
         try:
             self._execute(self.tick())
+            return self._delay()
         except Exception:
-            logger.exception("scheduler tick failed; continuing")
+            logger.exception("scheduler tick failed; trying again in %s s", self._poll_interval)
+            return self._poll_interval
 
     async def arun(self) -> None:
         """Tick on the running event loop until :meth:`stop` is called or this is cancelled."""
@@ -553,9 +557,9 @@ class Scheduler:
         try:
             while not self._stopping.is_set():
                 wake.clear()
-                self._pass()
+                delay = self._pass()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._delay())
+                    await asyncio.wait_for(wake.wait(), delay)
         finally:
             with self._lock:
                 self._async_wake = None
