@@ -388,7 +388,7 @@ class Dispatcher:
                 for wake in waiters:
                     wake()
             if bus.active:
-                bus.emit(st.value, x, x.attempts, err)
+                bus.emit(st._value_, x, x.attempts, err)
             if writer is not None:
                 writer.record(runner._record_of(x))
             if st is _FAILED and not isinstance(err, DependencyFailedError):

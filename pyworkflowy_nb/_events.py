@@ -28,9 +28,13 @@ EVENT_KINDS = ("submitted", "started", "retrying", "completed", "failed", "skipp
 Listener = Callable[["TaskEvent"], None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskEvent:
-    """One state transition of a handle, or the start/end of a run (``handle`` is None)."""
+    """One state transition of a handle, or the start/end of a run (``handle`` is None).
+
+    Treat it as read-only. (It is not a frozen dataclass because freezing makes every event
+    several times dearer to build, and a run of small tasks emits three per task.)
+    """
 
     kind: str
     handle: TaskHandle[Any] | None
@@ -50,25 +54,24 @@ class TaskEvent:
 class EventBus:
     """A copy-on-write list of listeners: emitting never takes a lock."""
 
-    __slots__ = ("_listeners", "_lock")
+    __slots__ = ("_listeners", "_lock", "active")
 
     def __init__(self) -> None:
         self._listeners: tuple[Listener, ...] = ()
         self._lock = threading.Lock()
-
-    @property
-    def active(self) -> bool:
-        return bool(self._listeners)
+        self.active = False  # a plain attribute: the dispatcher reads it per transition
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         if not callable(listener):
             raise TypeError(f"subscribe() needs a callable, got {listener!r}")
         with self._lock:
             self._listeners = (*self._listeners, listener)
+            self.active = True
 
         def unsubscribe() -> None:
             with self._lock:
                 self._listeners = tuple(x for x in self._listeners if x is not listener)
+                self.active = bool(self._listeners)
 
         return unsubscribe
 
