@@ -93,7 +93,7 @@ class Dispatcher:
         self.lock = runner._lock
         self.bus = runner._bus
         self.max_workers = runner.max_workers
-        self.pools = Pools(runner.max_workers)
+        self.pools = Pools(runner.max_workers, runner.mp_context)
         self.heaps: dict[str, list[tuple[int, int, TaskHandle[Any]]]] = {n: [] for n in _LANES}
         self.inflight = dict.fromkeys(_LANES, 0)
         self.caps = {n: self.pools.capacity(n) for n in _LANES}

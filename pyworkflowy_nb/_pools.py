@@ -6,6 +6,7 @@ futures, so no thread is ever spent waiting on another thread.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 from collections.abc import Callable
@@ -24,8 +25,9 @@ def _cpus() -> int:
 class Pools:
     """Owns the runner's executors; sizes follow ``max_workers`` when it is given."""
 
-    def __init__(self, max_workers: int | None) -> None:
+    def __init__(self, max_workers: int | None, mp_context: str | None = None) -> None:
         self._max_workers = max_workers
+        self._mp_context = mp_context
         self._thread: ThreadPoolExecutor | None = None
         self._process: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -46,7 +48,9 @@ class Pools:
                         self.capacity("thread"), thread_name_prefix="wfy-worker")
                 return self._thread
             if self._process is None:
-                self._process = ProcessPoolExecutor(self.capacity("process"))
+                context = (multiprocessing.get_context(self._mp_context)
+                           if self._mp_context else None)
+                self._process = ProcessPoolExecutor(self.capacity("process"), mp_context=context)
             return self._process
 
     def discard(self, backend: str, pool: Executor) -> None:

@@ -45,9 +45,17 @@ class TaskRunner:
         checkpoint_interval: float = 1.0,
         *,
         checkpointer: Checkpointer | None = None,
+        mp_context: str | None = None,
     ) -> None:
         check_non_negative("max_workers", max_workers, integer=True, positive=True)
         self.max_workers = max_workers
+        # The process backend's start method; None keeps the platform default (fork on Linux
+        # up to 3.13). "spawn" or "forkserver" are safer in processes with many threads.
+        if mp_context is not None:
+            import multiprocessing
+
+            check_choice("mp_context", mp_context, multiprocessing.get_all_start_methods())
+        self.mp_context = mp_context
         self.backend = check_choice("backend", backend, BACKENDS)
         self.on_task_error = check_choice("on_task_error", on_task_error, ON_TASK_ERROR)
         check_non_negative("checkpoint_interval", checkpoint_interval, allow_none=False)
