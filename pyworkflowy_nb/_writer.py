@@ -105,12 +105,21 @@ class CheckpointWriter:
         else:
             with self._cond:
                 while self._pending or self._busy:
+                    thread = self._thread
+                    if not self._busy and (thread is None or not thread.is_alive()):
+                        # The writer left just before this record came (a new run recording
+                        # while the last one flushes): the flush saves it itself.
+                        break
                     self._cond.wait(0.05)
-            assert self._thread is not None
-            self._thread.join()
+                thread = self._thread
+            if thread is not None:
+                thread.join()
             with self._cond:
+                leftover, self._pending = self._pending, {}
                 self._thread = None
                 self._closing = False
+            if leftover:
+                self._save(leftover)
         if self.error is not None:
             error, self.error = self.error, None
             if isinstance(error, CheckpointError):
