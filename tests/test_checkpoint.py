@@ -839,3 +839,38 @@ def test_a_run_aborted_by_a_failure_still_writes_its_final_checkpoint(tmp_path: 
         fixed = again.submit(fragile, depends_on=hs)
         assert again.run().ok
     assert CALLS == ["fragile"] and fixed.result() == "fixed"
+
+
+def test_records_arriving_while_the_writer_closes_are_not_stranded() -> None:
+    # A new run can record results while the previous run's final flush is closing the
+    # writer thread; the flush must still return and every record must reach the store.
+    from pyworkflowy_nb._writer import CheckpointWriter
+
+    store = MemoryCheckpointer()
+    writer = CheckpointWriter(store, 0.0)
+    stop = threading.Event()
+    sent: list[str] = []
+
+    def producer() -> None:
+        i = 0
+        while not stop.is_set():
+            key = f"k{i}"
+            writer.record({"key": key, "status": "completed", "value": i})
+            sent.append(key)
+            i += 1
+            if i % 50 == 0:
+                threading.Event().wait(0.0005)
+
+    t = threading.Thread(target=producer, daemon=True)
+    t.start()
+    try:
+        for _ in range(300):
+            flusher = threading.Thread(target=writer.flush, daemon=True)
+            flusher.start()
+            flusher.join(HANG_GUARD)
+            assert not flusher.is_alive(), "flush hung with records left behind"
+    finally:
+        stop.set()
+        t.join(HANG_GUARD)
+    writer.flush()
+    assert set(store.store) == set(sent)
