@@ -212,7 +212,9 @@ class TaskRunner:
         with self._lock:
             if handle.runner is not self:
                 raise ValueError(f"{handle!r} belongs to another runner")
-            if handle.status is not TaskStatus.PENDING:
+            # A handle primed from a checkpoint will not run, so the edge changes nothing; a
+            # resumed script replaying its add_dependency() calls must not fail on it.
+            if handle.status is not TaskStatus.PENDING and not handle.restored:
                 raise ValueError(
                     f"{handle.key!r} is already {handle.status.value}: dependencies can only "
                     "be added before a task starts")
