@@ -876,3 +876,26 @@ def test_records_arriving_while_the_writer_closes_are_not_stranded() -> None:
         t.join(HANG_GUARD)
     writer.flush()
     assert set(store.store) == set(sent)
+
+
+def test_resume_replays_add_dependency_on_restored_handles(tmp_path: Path) -> None:
+    # The same script runs again after a restart: its add_dependency() calls must not fail
+    # because the handle was just primed from the checkpoint.
+    path = tmp_path / "state.json"
+
+    def script(runner: TaskRunner) -> list[TaskHandle[Any]]:
+        first = runner.submit(square, 1)
+        second = runner.submit(square, 2)
+        runner.add_dependency(second, first)
+        return [first, second]
+
+    with TaskRunner(checkpoint_path=path) as runner:
+        script(runner)
+        runner.run()
+    CALLS.clear()
+    with TaskRunner.resume(path) as again:
+        first, second = script(again)
+        again.run()
+    assert CALLS == []
+    assert first.restored and second.restored
+    assert second.parents == (first,)
