@@ -107,7 +107,7 @@ def test_text_summary_and_failures_point_at_the_cell(kernel: Kernel) -> None:
     assert "1 completed, 2 failed" in res.stdout
     assert "task 'broken' failed after 1 attempt(s)" in res.stderr
     assert '<wfy-task broken>", line 2' in res.stderr and "x / 0" in res.stderr
-    assert "downstream did not run" in res.stderr
+    assert "task 'downstream' did not run: its dependency 'broken' ended failed" in res.stderr
     res = kernel.execute("%wfy_run --no-widget --raise", check=False)
     assert res.error is not None and res.error["ename"] == "ZeroDivisionError"
 

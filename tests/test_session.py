@@ -339,7 +339,7 @@ def test_wfy_run_reports_failures_and_raise_flag(
     assert "1 completed, 2 failed" in out.out
     assert "task 'bad' failed after 1 attempt(s)" in out.err
     assert "ZeroDivisionError: nope" in out.err
-    assert "later did not run" in out.err
+    assert "task 'later' did not run: its dependency 'bad' ended failed" in out.err
     with pytest.raises(ZeroDivisionError):
         ip.run_line_magic("wfy_run", "--no-widget --raise")
 

@@ -27,10 +27,12 @@ from ._loop import enable_nest_asyncio as enable_nest_asyncio
 from ._session import Session as Session
 
 if TYPE_CHECKING:
+    from ._checkpoint import CloudpickleCheckpointer as CloudpickleCheckpointer
     from ._widget import RunnerWidget as RunnerWidget
     from ._widget import watch as watch
 
 __all__ = [
+    "CloudpickleCheckpointer",
     "RunnerWidget",
     "Session",
     "enable_nest_asyncio",
@@ -40,7 +42,8 @@ __all__ = [
     "watch",
 ]
 
-_LAZY = ("RunnerWidget", "watch")
+# name -> private module; loaded on first use (ipywidgets, cloudpickle are optional at import)
+_LAZY = {"RunnerWidget": "_widget", "watch": "_widget", "CloudpickleCheckpointer": "_checkpoint"}
 
 _sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
 
@@ -67,6 +70,9 @@ def load_ipython_extension(ipython: Any) -> None:
     from ._magics import WorkflowMagics
 
     ipython.register_magics(WorkflowMagics(ipython, get_session(ipython)))
+    from ._widget import register_display
+
+    register_display(ipython)  # display(runner) shows the live view from now on
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -85,7 +91,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 def __getattr__(name: str) -> Any:
     # The widget pulls in ipywidgets; load it only when somebody asks for it.
     if name in _LAZY:
-        from . import _widget
+        import importlib
 
-        return getattr(_widget, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

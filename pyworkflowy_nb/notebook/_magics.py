@@ -443,7 +443,7 @@ def _report(run: Run, results: RunResults, *, verbose: bool) -> None:
 
     for res in results.failed:
         if isinstance(res.error, DependencyFailedError):
-            print(f"wfy: {res.key} did not run: {res.error}", file=sys.stderr)
+            print(f"wfy: {res.error}", file=sys.stderr)  # the message names the task
     for res in _root_failures(results):
         if res.error is None or isinstance(res.error, DependencyFailedError):
             continue

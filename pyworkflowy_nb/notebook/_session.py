@@ -398,7 +398,9 @@ class Session:
     def _to_python(self, source: str) -> str:
         # Cells may use IPython syntax (!cmd, %magic); turn it into plain Python first.
         if self.shell is not None:
-            code: str = self.shell.transform_cell(source)
+            # The input transformers only: shell.transform_cell would also apply automagic, so
+            # a one-line body such as `load * 2` would turn into a call of the %load magic.
+            code: str = self.shell.input_transformer_manager.transform_cell(source)
             return code
         return source
 
