@@ -656,3 +656,12 @@ def test_a_timed_out_thread_does_not_hold_up_the_next_run(session: Session) -> N
         assert second.ok and session.user_ns["stuck"] is False
     finally:
         release.set()
+
+
+def test_one_line_cells_named_like_line_magics_are_not_automagic(ip: InteractiveShell) -> None:
+    # `load` is also IPython's %load magic; with automagic a one-line `load * 2` cell would
+    # silently become a magic call returning None.
+    ip.run_cell_magic("task", "load", "21")
+    ip.run_cell_magic("task", "double --after load", "load * 2")
+    ip.run_line_magic("wfy_run", "--no-widget")
+    assert ip.user_ns["double"] == 42
