@@ -162,6 +162,11 @@ class Dispatcher:
                 batch = self.take()
                 if not batch:
                     if self.unfinished <= 0:
+                        # Ending the run under the lock that submit() takes: a submission
+                        # either lands before this (and runs now) or sees no run (and waits
+                        # for the next one); none can slip in between.
+                        if self.run is run:
+                            self.run = None
                         return
                     wakeup.clear()
             if batch:

@@ -258,7 +258,8 @@ class TaskRunner:
             raise
         finally:
             with self._lock:
-                dispatch.run = None
+                if dispatch.run is run:  # normally already cleared by the dispatcher
+                    dispatch.run = None
             try:
                 if self._writer is not None:
                     await asyncio.get_running_loop().run_in_executor(None, self._writer.flush)
