@@ -257,7 +257,9 @@ class CronExpression:
         """The first firing strictly after ``dt``, with seconds and microseconds zeroed.
 
         Naive in, naive out (plain wall-clock arithmetic). Aware in, aware out in the same
-        ``tzinfo``, following the gap/overlap rules in this module's docstring.
+        ``tzinfo``, matched against that zone's wall clock: a matching time lost to a
+        spring-forward gap fires once at the first instant after the gap, and a time repeated
+        by a fall-back fires once, at its first occurrence (``fold=0``).
         """
         if not isinstance(dt, datetime):
             raise TypeError(f"next_after() needs a datetime, got {type(dt).__name__}")

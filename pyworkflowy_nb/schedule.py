@@ -18,10 +18,13 @@ Design decisions
   next tick if ``dt`` is already past, and is then finished.
 * **Time.** All time comes from the injected clock (:class:`SystemClock` by default, aware in the
   local zone; :class:`FakeClock` for tests). Naive datetimes given to ``at()`` are read as wall
-  time in the clock's zone. Cron expressions are evaluated in the zone of the clock's ``now()``;
-  how daylight-saving gaps and overlaps fire is spelled out in :class:`CronExpression`'s
-  module, in short: a nonexistent time fires once at the end of the gap, a repeated time fires
-  once at its first occurrence.
+  time in the clock's zone; times are compared as instants, never as wall-clock readings.
+* **Daylight saving.** Cron expressions are matched against the wall clock of the zone of the
+  clock's ``now()`` (naive clocks have no DST). A matching time that does not exist because the
+  clock springs forward fires once, at the first instant after the gap (``30 2 * * *`` fires at
+  03:00 on that day); a matching time that occurs twice because the clock falls back fires
+  once, at its first occurrence (``fold=0``). ``every`` jobs count elapsed time, so they neither
+  pause nor double up across a change.
 * **Failures stay on handles.** A task that raises is the runner's business (use
   ``on_task_error="continue"`` or ``"log"`` for scheduled work); the scheduler keeps going.
   If submitting itself fails, the error is logged on the ``pyworkflowy_nb.schedule`` logger and
