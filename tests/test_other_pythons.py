@@ -26,6 +26,7 @@ TEST_FILES = [
     "tests/test_no_jupyter_deps.py",
 ]
 
+
 @pytest.mark.slow
 @pytest.mark.kernel
 @pytest.mark.timeout(INSTALL_TIMEOUT + TEST_TIMEOUT + 120)
