@@ -1,11 +1,12 @@
 """The dispatcher: ready queues, worker slots, attempts, retries, settling and cancellation.
 
 Everything that changes a handle's state happens here, under the runner's lock, and each
-transition touches only the handle and its direct children: a ready heap per execution lane
-(ordered by priority, then submission order) and per-handle counters of unfinished parents mean
-nothing ever rescans all handles. Sync tasks on the asyncio lane run inline on the loop (no
-asyncio.Task per call), which is what makes 100,000 small tasks cheap; the loop is yielded every
-few milliseconds so timers, cancellations and cross-thread submissions still get through.
+transition touches only the handle and its direct children: a ready queue per execution lane
+(by priority; equal priorities first-ready, first-run) and per-handle counters of unfinished
+parents mean nothing ever rescans all handles. Sync tasks on the asyncio lane run inline on the
+loop (no asyncio.Task per call), which is what makes 100,000 small tasks cheap; the loop is
+yielded every few milliseconds so timers, cancellations and cross-thread submissions still get
+through.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from concurrent.futures import BrokenExecutor, Executor
 from concurrent.futures import Future as PoolFuture
 from typing import TYPE_CHECKING, Any
@@ -60,6 +62,46 @@ def lane_of(handle: TaskHandle[Any]) -> str:
     return lane
 
 
+class ReadyQueue:
+    """The ready handles of one lane, best first.
+
+    Default-priority handles go to a FIFO, the rest to a heap keyed by (-priority, seq): the
+    common case then costs no tuple per task (fewer objects for the cyclic GC to walk).
+    """
+
+    __slots__ = ("fifo", "heap")
+
+    def __init__(self) -> None:
+        self.fifo: deque[TaskHandle[Any]] = deque()
+        self.heap: list[tuple[int, int, TaskHandle[Any]]] = []
+
+    def push(self, h: TaskHandle[Any]) -> None:
+        priority = h.task.priority
+        if priority == 0:
+            self.fifo.append(h)
+        else:
+            heapq.heappush(self.heap, (-priority, h._seq, h))
+
+    def __bool__(self) -> bool:
+        return bool(self.fifo) or bool(self.heap)
+
+    def _heap_first(self) -> bool:
+        heap = self.heap
+        return bool(heap) and (heap[0][0] < 0 or not self.fifo)
+
+    def head_key(self) -> tuple[int, int]:
+        """(-priority, seq) of the handle pop() would return; the queue must not be empty."""
+        if self._heap_first():
+            top = self.heap[0]
+            return top[0], top[1]
+        return 0, self.fifo[0]._seq
+
+    def pop(self) -> TaskHandle[Any]:
+        if self._heap_first():
+            return heapq.heappop(self.heap)[2]
+        return self.fifo.popleft()
+
+
 class Run:
     """One call of ``arun``: the loop it drives and how to wake it."""
 
@@ -94,7 +136,7 @@ class Dispatcher:
         self.bus = runner._bus
         self.max_workers = runner.max_workers
         self.pools = Pools(runner.max_workers, runner.mp_context)
-        self.heaps: dict[str, list[tuple[int, int, TaskHandle[Any]]]] = {n: [] for n in _LANES}
+        self.queues: dict[str, ReadyQueue] = {n: ReadyQueue() for n in _LANES}
         self.inflight = dict.fromkeys(_LANES, 0)
         self.caps = {n: self.pools.capacity(n) for n in _LANES}
         self.total_inflight = 0
@@ -104,7 +146,7 @@ class Dispatcher:
 
     # -- queueing --------------------------------------------------------------------------------
     def push_ready(self, h: TaskHandle[Any]) -> None:
-        heapq.heappush(self.heaps[lane_of(h)], (-h.task.priority, h._seq, h))
+        self.queues[lane_of(h)].push(h)
         self.wake()
 
     def wake(self) -> None:
@@ -124,21 +166,23 @@ class Dispatcher:
     def take(self) -> list[TaskHandle[Any]]:
         """Pop up to a batch of startable handles, best priority first, within capacity."""
         out: list[TaskHandle[Any]] = []
-        heaps, inflight, caps = self.heaps, self.inflight, self.caps
+        queues, inflight, caps = self.queues, self.inflight, self.caps
         limit = self.max_workers
         while len(out) < _BATCH:
             if limit and self.total_inflight >= limit:
                 break
-            best: list[tuple[int, int, TaskHandle[Any]]] | None = None
+            best: ReadyQueue | None = None
+            best_key = (0, 0)
             best_lane = ""
             for lane in _LANES:
-                heap = heaps[lane]
-                if heap and (lane == "asyncio" or inflight[lane] < caps[lane]) and (
-                        best is None or heap[0] < best[0]):
-                    best, best_lane = heap, lane
+                queue = queues[lane]
+                if queue and (lane == "asyncio" or inflight[lane] < caps[lane]):
+                    key = queue.head_key()
+                    if best is None or key < best_key:
+                        best, best_key, best_lane = queue, key, lane
             if best is None:
                 break
-            h = heapq.heappop(best)[2]
+            h = best.pop()
             if (h.status is not _PENDING and h.status is not _RETRYING) or h._waiting:
                 continue  # cancelled while queued, or given a new dependency since
             h.status = _RUNNING
