@@ -9,10 +9,10 @@ for the fan-out, tasks awaiting their parents' tasks for chain and DAG.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from typing import Any
+
+from _harness import best_of, row
 
 _CASE = textwrap.dedent(r'''
 import asyncio, json, random, resource, sys, time
@@ -129,26 +129,6 @@ if __name__ == "__main__":
 ''')
 
 
-def _py(code: str, *args: object) -> dict[str, float]:
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark case {args} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def _best(code: str, repeats: int, *args: object) -> dict[str, float]:
-    runs = [_py(code, *args) for _ in range(repeats)]
-    return min(runs, key=lambda r: r["s"])
-
-
-def _row(shape: str, n: int, ours: float, floor: float | None, rss: float | None,
-         target: str, note: str = "") -> dict[str, Any]:
-    return {"shape": shape, "n": n, "ours_s": ours, "floor_s": floor,
-            "ratio": None if floor is None else ours / floor,
-            "us_per_task": ours / n * 1e6, "peak_rss_mb": rss, "target": target, "note": note}
-
-
 def rows(quick: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     big = 20_000 if quick else 100_000
@@ -156,30 +136,30 @@ def rows(quick: bool) -> list[dict[str, Any]]:
     for shape in ("fan-out", "chain", "dag-100w"):
         times: dict[int, float] = {}
         for n in (10_000, big):
-            ours = _best(_CASE, repeats, "ours", shape, n)
-            floor = _best(_CASE, repeats, "floor", shape, n)
+            ours = best_of(repeats, _CASE, "ours", shape, n)
+            floor = best_of(repeats, _CASE, "floor", shape, n)
             times[n] = ours["s"]
-            out.append(_row(shape, n, ours["s"], floor["s"], ours["rss"],
+            out.append(row(shape, n, ours["s"], floor["s"], ours["rss"],
                             "<=3x floor" + (", <=250 MB" if n == big else "")))
         out[-1]["note"] = f"{big // 1000}k/10k time = {times[big] / times[10_000]:.1f}x (<=12x)"
-    plain = _best(_CASE, repeats, "ours", "fan-out", 10_000)
+    plain = best_of(repeats, _CASE, "ours", "fan-out", 10_000)
     ckpt_path = "/tmp/wfy-bench-ckpt/state.json"
     import shutil
     shutil.rmtree("/tmp/wfy-bench-ckpt", ignore_errors=True)
     import os
     os.makedirs("/tmp/wfy-bench-ckpt", exist_ok=True)
-    ckpt = _best(_CASE, repeats, "ours", "fan-out", 10_000,
+    ckpt = best_of(repeats, _CASE, "ours", "fan-out", 10_000,
                  json.dumps({"checkpoint_path": ckpt_path, "checkpoint_interval": 0}))
-    out.append(_row("fan-out + checkpoint_interval=0", 10_000, ckpt["s"], plain["s"], ckpt["rss"],
+    out.append(row("fan-out + checkpoint_interval=0", 10_000, ckpt["s"], plain["s"], ckpt["rss"],
                     "<=3x no checkpoint", "floor = same run without checkpoint"))
     n_thread = 200 if quick else 1000
-    thread = _best(_THREAD, 1, n_thread)
+    thread = best_of(1, _THREAD, n_thread)
     ideal = n_thread * 0.01 / 8
-    out.append(_row("thread sleep(0.01) x8 workers", n_thread, thread["s"], ideal, None,
+    out.append(row("thread sleep(0.01) x8 workers", n_thread, thread["s"], ideal, None,
                     "<=1.15x ideal", f"floor = ideal {ideal:.2f} s"))
     n_proc, work = (40, 300_000) if quick else (200, 1_000_000)
-    ours_p = _best(_PROCESS, repeats, "ours", n_proc, work)
-    floor_p = _best(_PROCESS, repeats, "floor", n_proc, work)
-    out.append(_row("process CPU-bound, 2 workers", n_proc, ours_p["s"], floor_p["s"], None,
+    ours_p = best_of(repeats, _PROCESS, "ours", n_proc, work)
+    floor_p = best_of(repeats, _PROCESS, "floor", n_proc, work)
+    out.append(row("process CPU-bound, 2 workers", n_proc, ours_p["s"], floor_p["s"], None,
                     "<=1.15x pool.map", "floor = ProcessPoolExecutor.map"))
     return out

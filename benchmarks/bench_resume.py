@@ -13,15 +13,15 @@ nothing but the files), with a throwaway HMAC key file. Rows:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
+
+from _harness import best_of, row, run_case
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,25 +94,6 @@ print(json.dumps(out))
 ''')
 
 
-def _py(env: dict[str, str], *args: object) -> dict[str, float]:
-    proc = subprocess.run([sys.executable, "-c", _CASE, *map(str, args)], capture_output=True,
-                          text=True, check=False, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark case {args} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def _best(env: dict[str, str], repeats: int, *args: object) -> dict[str, float]:
-    return min((_py(env, *args) for _ in range(repeats)), key=lambda r: r["s"])
-
-
-def _row(shape: str, n: int, ours: float, floor: float | None, rss: float | None,
-         target: str, note: str = "") -> dict[str, Any]:
-    return {"shape": shape, "n": n, "ours_s": ours, "floor_s": floor,
-            "ratio": None if floor is None else ours / floor,
-            "us_per_task": ours / n * 1e6, "peak_rss_mb": rss, "target": target, "note": note}
-
-
 def rows(quick: bool) -> list[dict[str, Any]]:
     repeats = 1 if quick else 3
     work = Path(tempfile.mkdtemp(prefix="wfy-bench-resume-"))
@@ -123,9 +104,9 @@ def rows(quick: bool) -> list[dict[str, Any]]:
     try:
         n_resume = 10_000
         big = work / "big" / "state.wfy"
-        made = _py(env, "make", n_resume, big)
-        resumed = _best(env, repeats, "resume", n_resume, big)
-        out.append(_row(
+        made = run_case(_CASE, "make", n_resume, big, env=env)
+        resumed = best_of(repeats, _CASE, "resume", n_resume, big, env=env)
+        out.append(row(
             "resume cloudpickle checkpoint (load + prime)", n_resume, resumed["s"], None,
             resumed["rss"], "<=1 s",
             f"load {resumed['load_s']:.3f} s, prime {resumed['prime_s']:.3f} s; "
@@ -139,7 +120,8 @@ def rows(quick: bool) -> list[dict[str, Any]]:
             for variant, interval in (("plain", 0.0), ("noop", 0.0), ("ckpt-0", 0.0),
                                       ("ckpt-1", 1.0)):
                 kind = variant if not variant.startswith("ckpt") else "checkpointed"
-                got = _py(env, kind, n_dag, work / f"{variant}-{i}" / "state.wfy", interval)
+                got = run_case(_CASE, kind, n_dag, work / f"{variant}-{i}" / "state.wfy", interval,
+                               env=env)
                 if variant not in best or got["s"] < best[variant]["s"]:
                     best[variant] = got
         plain, noop = best["plain"], best["noop"]
@@ -151,7 +133,7 @@ def rows(quick: bool) -> list[dict[str, Any]]:
                          f"({noop['s'] / plain['s']:.2f}x)")
             else:
                 note += " (1 s is the engine default, which the notebook session uses)"
-            out.append(_row(
+            out.append(row(
                 f"dag-100w + cloudpickle checkpoint, interval={interval:g}", n_dag,
                 checkpointed["s"], plain["s"], checkpointed["rss"], "<=2x no checkpoint", note))
     finally:
@@ -160,5 +142,5 @@ def rows(quick: bool) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    for row in rows(quick="--quick" in sys.argv):
-        print(row)
+    for line in rows(quick="--quick" in sys.argv):
+        print(line)

@@ -10,15 +10,11 @@ the tasks costs the same either way. Each case runs in a fresh subprocess (own p
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import textwrap
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from _harness import run_case
 
 _CASE = textwrap.dedent(r"""
 import gc, json, resource, sys, time
@@ -62,23 +58,6 @@ print(json.dumps({"s": elapsed, "fired": fired,
 """)
 
 
-def _py(*args: object) -> dict[str, float]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", _CASE, *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark case {args} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
 def rows(quick: bool) -> list[dict[str, Any]]:
     jobs = 1_000
     rounds = 5 if quick else 20
@@ -86,7 +65,7 @@ def rows(quick: bool) -> list[dict[str, Any]]:
     # Interleave the variants so each sees the same background load; keep the best of each.
     for _ in range(2 if quick else 5):
         for kind in ("floor", "every", "cron"):
-            got = _py(kind, jobs, rounds)
+            got = run_case(_CASE, kind, jobs, rounds)
             if kind not in best or got["s"] < best[kind]["s"]:
                 best[kind] = got
     floor = best["floor"]
@@ -113,5 +92,5 @@ def rows(quick: bool) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    for row in rows(quick="--quick" in sys.argv):
-        print(row)
+    for line in rows(quick="--quick" in sys.argv):
+        print(line)

@@ -16,14 +16,11 @@ Each case runs in a fresh subprocess. The DAG is the engine benchmark's "dag-100
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import textwrap
-from pathlib import Path
 from typing import Any
 
-_REPO = Path(__file__).resolve().parent.parent
+from _harness import row, run_case
 
 _RUN = textwrap.dedent(r'''
 import asyncio, json, random, resource, sys, time
@@ -119,54 +116,37 @@ print(json.dumps({"s": min(times), "svg_kb": len(svg) / 1024, "dot_rss": childre
 ''')
 
 
-def _py(code: str, *args: object) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-        check=False, cwd=_REPO,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"widget benchmark case {args} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def _row(shape: str, n: int, ours: float, floor: float | None, rss: float | None,
-         target: str, note: str = "") -> dict[str, Any]:
-    return {"shape": shape, "n": n, "ours_s": ours, "floor_s": floor,
-            "ratio": None if floor is None else ours / floor,
-            "us_per_task": ours / n * 1e6, "peak_rss_mb": rss, "target": target, "note": note}
-
-
 def rows(quick: bool) -> list[dict[str, Any]]:
     repeats = 5 if quick else 15
     n = 1000
     out: list[dict[str, Any]] = []
-    run = _py(_RUN, n, repeats, 0)
-    out.append(_row(
+    run = run_case(_RUN, n, repeats, 0)
+    out.append(row(
         "dag-100w no-op, widget attached", n, run["widget"], run["plain"], run["rss"],
         "<=1.2x without widget",
         f"floor = same run without widget; an empty listener alone: "
         f"{run['bare'] / run['plain']:.2f}x (the engine's cost of emitting events); "
         f"{run['draws']} draws; final redraw {run['final'] * 1000:.0f} ms after run() returned",
     ))
-    slow = _py(_RUN, n, max(1, repeats // 3), 0.05)
-    out.append(_row(
+    slow = run_case(_RUN, n, max(1, repeats // 3), 0.05)
+    out.append(row(
         "dag-100w, 50 ms async sleep each, widget attached", n, slow["widget"], slow["plain"],
         slow["rss"], "reference",
         f"long enough for live redraws: {slow['draws']} draws during and after the run",
     ))
-    summary = _py(_RENDER, n, repeats, 300)
-    out.append(_row(
+    summary = run_case(_RENDER, n, repeats, 300)
+    out.append(row(
         "render dag-100w to SVG (as the widget does)", n, summary["s"], None,
         summary["dot_rss"], "<=1 s",
         f"summarised: one group per task name; {summary['svg_kb']:.0f} KiB SVG; RSS is dot's",
     ))
-    full = _py(_RENDER, n, repeats, 10**9)
-    out.append(_row(
+    full = run_case(_RENDER, n, repeats, 10**9)
+    out.append(row(
         "render dag-100w to SVG, node by node", n, full["s"], None, full["dot_rss"],
         "reference", f"not what the widget draws; {full['svg_kb']:.0f} KiB SVG; RSS is dot's",
     ))
-    largest = _py(_RENDER, 300, repeats, 300)
-    out.append(_row(
+    largest = run_case(_RENDER, 300, repeats, 300)
+    out.append(row(
         "render dag-100w to SVG, largest per-node picture", 300, largest["s"], None,
         largest["dot_rss"], "<=1 s",
         f"the threshold: bigger DAGs are summarised; {largest['svg_kb']:.0f} KiB SVG",

@@ -44,7 +44,7 @@ def main() -> int:
     parser.add_argument("--json", default="", help="also write the rows to this file")
     args = parser.parse_args()
     wanted = {a for a in args.only.split(",") if a}
-    sys.path.insert(0, str(HERE.parent))
+    sys.path[:0] = [str(HERE), str(HERE.parent)]  # _harness, and the package itself
     table: list[dict[str, Any]] = []
     for path in sorted(HERE.glob("bench_*.py")):
         area = path.stem.removeprefix("bench_")

@@ -1,0 +1,41 @@
+"""What every benchmark module shares: running a case in a fresh interpreter, and a table row.
+
+Each case is a Python snippet run with ``python -c`` so that its peak RSS is its own and no
+state leaks between cases; it prints one JSON object on its last line of output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_case(code: str, *args: object, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``code`` with ``args`` in a new interpreter (repo on the path); its JSON result."""
+    base = env if env is not None else dict(os.environ)
+    path = os.pathsep.join(filter(None, [str(ROOT), base.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, check=False, cwd=ROOT, env={**base, "PYTHONPATH": path})
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark case {args} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def best_of(repeats: int, code: str, *args: object,
+            env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The fastest of ``repeats`` runs (by its ``"s"`` field): the least disturbed by others."""
+    return min((run_case(code, *args, env=env) for _ in range(repeats)), key=lambda r: r["s"])
+
+
+def row(shape: str, n: int, ours: float, floor: float | None, rss: float | None,
+        target: str, note: str = "") -> dict[str, Any]:
+    """One line of the table; the ratio is ours over the floor measured in the same run."""
+    return {"shape": shape, "n": n, "ours_s": ours, "floor_s": floor,
+            "ratio": None if floor is None else ours / floor,
+            "us_per_task": ours / n * 1e6, "peak_rss_mb": rss, "target": target, "note": note}
