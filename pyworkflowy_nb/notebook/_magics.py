@@ -23,8 +23,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
 
 from ..exceptions import CheckpointError, DependencyFailedError
+from ._cells import check_name
 from ._loop import ParentPin
-from ._session import Run, Session, SessionCycleError, check_name
+from ._plan import SessionCycleError
+from ._session import Run, Session
+from ._tables import table, timestamp
 
 if TYPE_CHECKING:
     from .._handle import RunResults
@@ -278,7 +281,7 @@ class WorkflowMagics(Magics):
                 raise UsageError(f"every: {exc}") from None
             job = book.every(seconds, rest[1:])
             print(f"wfy: scheduled {' '.join(rest[1:])} {job.describe()}; next at "
-                  f"{_when(job.next_fire)}")
+                  f"{timestamp(job.next_fire, missing='never')}")
         elif action == "cron":
             if len(rest) == 1:
                 raise UsageError(f"cron needs an expression and at least one NAME; "
@@ -286,7 +289,7 @@ class WorkflowMagics(Magics):
             expr, names = _split_cron(rest)
             job = book.cron(expr, names)
             print(f"wfy: scheduled {' '.join(names)} {job.describe()}; next at "
-                  f"{_when(job.next_fire)}")
+                  f"{timestamp(job.next_fire, missing='never')}")
         elif action == "list":
             if rest:
                 raise UsageError(f"list takes no arguments, got {' '.join(rest)!r}")
@@ -294,7 +297,7 @@ class WorkflowMagics(Magics):
             if not rows:
                 print("wfy: nothing is scheduled")
             else:
-                print(_table(rows))
+                print(table(rows))
         elif action == "stop":
             stopped = book.stop(rest or None)
             print(f"wfy: stopped {stopped} schedule(s)")
@@ -310,7 +313,7 @@ class WorkflowMagics(Magics):
         parse_argstring(self.wfy_status, line)
         session = self.session
         rows = session.status_rows()
-        print(_table(rows) if rows else "wfy: no tasks defined yet (write a `%%task NAME` cell)")
+        print(table(rows) if rows else "wfy: no tasks defined yet (write a `%%task NAME` cell)")
         run = session.last_run
         if run is not None and not run.done:
             finished = sum(1 for h in run.handles.values() if h.status.terminal)
@@ -430,7 +433,7 @@ def _report(run: Run, results: RunResults, *, verbose: bool) -> None:
             res = results[key]
             rows.append({"task": key, "status": "restored" if res.restored else res.status.value,
                          "attempts": str(res.attempts)})
-        print(_table(rows))
+        print(table(rows))
     order = ("completed", "restored", "failed", "skipped", "cancelled")
     summary = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
     if verbose or not results.ok:
@@ -459,17 +462,3 @@ def _split_cron(rest: Sequence[str]) -> tuple[str, list[str]]:
         f"cron needs a five-field expression, quoted: %wfy_schedule cron \"*/5 * * * *\" NAME "
         f"(got {shlex.join(rest)!r})"
     )
-
-
-def _when(dt: Any) -> str:
-    return "never" if dt is None else dt.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _table(rows: list[dict[str, str]]) -> str:
-    cols = list(rows[0])
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
-    lines = ["  ".join(c.ljust(widths[c]) for c in cols).rstrip()]
-    for r in rows:
-        lines.append("  ".join(r[c].ljust(widths[c]) for c in cols).rstrip())
-    return "\n".join(lines)
-

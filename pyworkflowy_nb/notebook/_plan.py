@@ -1,0 +1,145 @@
+"""The session DAG as a graph: run order, cycles, and what lies up- and downstream of a cell.
+
+Pure functions over a ``{name: CellTask}`` snapshot, in definition order; the session takes
+the snapshot under its lock and decides nothing here.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+
+from IPython.core.error import UsageError
+
+from ..exceptions import CycleError
+from ._cells import CellTask
+
+__all__ = [
+    "SessionCycleError",
+    "downstream",
+    "find_cycle",
+    "plan",
+    "unknown_task",
+    "upstream_defined",
+]
+
+_NO_TASKS = "no tasks are defined yet: write a cell that starts with `%%task NAME`"
+
+
+class SessionCycleError(CycleError, UsageError):
+    """An ``--after`` edge would close a loop; shown by IPython without a traceback."""
+
+
+def unknown_task(tasks: Mapping[str, CellTask], name: str, needed_by: str | None = None
+                 ) -> str:
+    """The message for a task ``name`` that is not among ``tasks``, with a likely fix."""
+    known = list(tasks)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    listed = ", ".join(known) if known else "none yet"
+    if needed_by is not None:
+        return (
+            f"task {needed_by!r} runs --after {name!r}, which is not defined{hint}: run the "
+            f"`%%task {name}` cell first (defined tasks: {listed})"
+        )
+    return f"unknown task {name!r}{hint}; defined tasks: {listed}"
+
+
+def plan(tasks: Mapping[str, CellTask], names: Sequence[str] | None = None) -> list[CellTask]:
+    """The named tasks (all when empty) plus everything upstream, in topological order.
+
+    Ties are broken by definition order, so a plan is deterministic.
+    """
+    if not tasks:
+        raise UsageError(_NO_TASKS)
+    targets = list(names) if names else list(tasks)
+    for n in targets:
+        if n not in tasks:
+            raise UsageError(unknown_task(tasks, n))
+    needed: set[str] = set()
+    stack = list(targets)
+    while stack:
+        n = stack.pop()
+        if n in needed:
+            continue
+        needed.add(n)
+        for parent in tasks[n].after:
+            if parent not in tasks:
+                raise UsageError(unknown_task(tasks, parent, needed_by=n))
+            stack.append(parent)
+    order = [n for n in tasks if n in needed]
+    position = {n: i for i, n in enumerate(order)}
+    waiting = {n: len(tasks[n].after) for n in order}
+    children: dict[str, list[str]] = {n: [] for n in order}
+    for n in order:
+        for parent in tasks[n].after:
+            children[parent].append(n)
+    ready = sorted((n for n in order if waiting[n] == 0), key=position.__getitem__)
+    planned: list[CellTask] = []
+    while ready:
+        n = ready.pop(0)
+        planned.append(tasks[n])
+        for child in children[n]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+                ready.sort(key=position.__getitem__)
+    if len(planned) != len(order):  # only possible if definitions changed under us
+        stuck = next(n for n in order if waiting[n])
+        cycle = find_cycle(tasks, stuck) or [stuck]
+        raise SessionCycleError(
+            f"the tasks form a dependency cycle: {' -> '.join(cycle)}", cycle=tuple(cycle)
+        )
+    return planned
+
+
+def find_cycle(tasks: Mapping[str, CellTask], start: str) -> list[str] | None:
+    """A path ``start -> ... -> start`` along defined ``after`` edges, or None."""
+    # Iterative DFS: a long chain of cells must not hit the recursion limit.
+    path: list[str] = [start]
+    iters = [iter(tasks[start].after)]
+    done: set[str] = set()
+    while iters:
+        nxt = next(iters[-1], None)
+        if nxt is None:
+            iters.pop()
+            done.add(path.pop())
+            continue
+        if nxt == start:
+            return [*path, start]
+        if nxt in done or nxt in path or nxt not in tasks:
+            continue
+        path.append(nxt)
+        iters.append(iter(tasks[nxt].after))
+    return None
+
+
+def downstream(tasks: Mapping[str, CellTask], name: str) -> list[str]:
+    """``name`` and every defined task that (transitively) runs after it."""
+    children: dict[str, list[str]] = {}
+    for cell in tasks.values():
+        for parent in cell.after:
+            children.setdefault(parent, []).append(cell.name)
+    seen = {name}
+    stack = [name]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return [n for n in tasks if n in seen]
+
+
+def upstream_defined(tasks: Mapping[str, CellTask], name: str) -> bool:
+    """Whether ``name`` and everything it runs after are all defined."""
+    stack = [name]
+    seen: set[str] = set()
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        if n not in tasks:
+            return False
+        seen.add(n)
+        stack.extend(tasks[n].after)
+    return True
