@@ -665,3 +665,28 @@ def test_one_line_cells_named_like_line_magics_are_not_automagic(ip: Interactive
     ip.run_cell_magic("task", "double --after load", "load * 2")
     ip.run_line_magic("wfy_run", "--no-widget")
     assert ip.user_ns["double"] == 42
+
+
+def test_failure_tracebacks_show_the_cell_and_user_code_not_the_library(
+        ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_cell("def ratio(x):\n    return 1 // x\n")
+    ip.run_cell_magic("task", "threaded", "ratio(0)")
+    ip.run_cell_magic("task", "awaiting", "import asyncio\nawait asyncio.sleep(0)\nratio(0)")
+    ip.run_cell_magic("task", "chained", "try:\n    ratio(0)\nexcept ZeroDivisionError as e:\n"
+                     "    raise ValueError('bad ratio') from e")
+    ip.run_cell_magic("task", "remote --backend process", "1 // 0")
+    try:
+        ip.run_line_magic("wfy_run", "--no-widget")
+    finally:
+        magics_session(ip).close()
+    err = capsys.readouterr().err
+    for name, line in (("threaded", 1), ("awaiting", 3), ("chained", 2), ("remote", 1)):
+        assert f'File "<wfy-task {name}>", line {line}, in <module>' in err
+    assert err.count(", in ratio\n") == 3  # user code the cells called keeps its frame
+    assert "ValueError: bad ratio" in err
+    assert "The above exception was the direct cause of the following exception" in err
+    assert "raised in the worker process of task 'remote'" in err
+    # One per cell, and the process cell's again at the end of the worker traceback in its note.
+    assert err.count("ZeroDivisionError: integer division or modulo by zero") == 5
+    assert "pyworkflowy_nb/" not in err and "concurrent/futures" not in err
+    assert "asyncio/" not in err

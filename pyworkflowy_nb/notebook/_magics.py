@@ -28,6 +28,7 @@ from ._loop import ParentPin
 from ._plan import SessionCycleError
 from ._session import Run, Session
 from ._tables import table, timestamp
+from ._tracebacks import user_traceback
 
 if TYPE_CHECKING:
     from .._handle import RunResults
@@ -440,8 +441,6 @@ def _report(run: Run, results: RunResults, *, verbose: bool) -> None:
         print(f"wfy: {summary}")
     if results.ok:
         return
-    import traceback
-
     for res in results.failed:
         if isinstance(res.error, DependencyFailedError):
             print(f"wfy: {res.error}", file=sys.stderr)  # the message names the task
@@ -449,7 +448,8 @@ def _report(run: Run, results: RunResults, *, verbose: bool) -> None:
         if res.error is None or isinstance(res.error, DependencyFailedError):
             continue
         print(f"wfy: task {res.key!r} failed after {res.attempts} attempt(s):", file=sys.stderr)
-        print("".join(traceback.format_exception(res.error)).rstrip(), file=sys.stderr)
+        # Only the cell's frames and the user code below them: the engine's are noise here.
+        print(user_traceback(res.error).rstrip(), file=sys.stderr)
 
 
 def _split_cron(rest: Sequence[str]) -> tuple[str, list[str]]:

@@ -11,11 +11,11 @@ import asyncio
 import builtins
 import concurrent.futures
 import os
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from ._cells import CellTask, compile_cell, referenced_names, register_source
+from ._tracebacks import user_traceback
 
 __all__ = ["WorkerError", "fresh_pool", "run_in_worker"]
 
@@ -98,7 +98,7 @@ def _run_packed(payload: bytes) -> bytes:
         value = None if last is None else eval(last, g)
         return bytes(cloudpickle.dumps(("ok", value, "")))
     except BaseException as exc:
-        tb = "".join(traceback.format_exception(exc))
+        tb = user_traceback(exc)
         try:
             return bytes(cloudpickle.dumps(("error", exc, tb)))
         except Exception:
