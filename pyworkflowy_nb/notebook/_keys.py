@@ -19,6 +19,7 @@ followed by ``write`` would allow.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import hmac
@@ -147,14 +148,7 @@ def _make_private_dir(directory: Path) -> None:
 def _create_key(path: Path) -> None:
     key = secrets.token_bytes(KEY_SIZE)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o600)
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _write_new(tmp, key, getattr(os, "O_NOFOLLOW", 0))
     try:
         os.link(tmp, path)
     except FileExistsError:
@@ -171,10 +165,13 @@ def _create_key(path: Path) -> None:
 
 
 def _create_key_exclusive(path: Path, key: bytes) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
+    with contextlib.suppress(FileExistsError):
+        _write_new(path, key)
+
+
+def _write_new(path: Path, key: bytes, extra_flags: int = 0) -> None:
+    """Create ``path`` (it must not exist) owner-only, write the key, and sync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | extra_flags, 0o600)
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, 0o600)
