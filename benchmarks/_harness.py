@@ -8,18 +8,37 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WIDTH = 100
+
+
+def layered_edges(n: int, width: int = WIDTH, seed: int = 7) -> list[tuple[int, ...]]:
+    """Parents of each node of the layered DAG: ``width`` nodes a layer, two random parents
+    each in the layer above (the same graph in every benchmark, thanks to the seed)."""
+    rng = random.Random(seed)
+    edges: list[tuple[int, ...]] = []
+    for i in range(n):
+        layer = i // width
+        if layer == 0:
+            edges.append(())
+        else:
+            lo = (layer - 1) * width
+            edges.append(tuple(sorted(set(rng.sample(range(lo, lo + width), 2)))))
+    return edges
 
 
 def run_case(code: str, *args: object, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``code`` with ``args`` in a new interpreter (repo on the path); its JSON result."""
     base = env if env is not None else dict(os.environ)
-    path = os.pathsep.join(filter(None, [str(ROOT), base.get("PYTHONPATH")]))
+    # The package, and this module for the cases that import layered_edges.
+    path = os.pathsep.join(filter(None, [str(ROOT), str(HERE), base.get("PYTHONPATH")]))
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
                           text=True, check=False, cwd=ROOT, env={**base, "PYTHONPATH": path})
     if proc.returncode != 0:

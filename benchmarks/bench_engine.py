@@ -18,21 +18,13 @@ _CASE = textwrap.dedent(r'''
 import asyncio, json, random, resource, sys, time
 kind, shape, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 extra = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
-rng = random.Random(7)
-WIDTH = 100
-
-def parents_of(i):
-    if shape == "fan-out":
-        return ()
-    if shape == "chain":
-        return (i - 1,) if i else ()
-    layer = i // WIDTH
-    if layer == 0:
-        return ()
-    lo = (layer - 1) * WIDTH
-    return tuple(sorted(set(rng.sample(range(lo, lo + WIDTH), 2))))
-
-edges = [parents_of(i) for i in range(n)]
+from _harness import layered_edges
+if shape == "fan-out":
+    edges = [()] * n
+elif shape == "chain":
+    edges = [(i - 1,) if i else () for i in range(n)]
+else:
+    edges = layered_edges(n)
 
 def noop():
     return None

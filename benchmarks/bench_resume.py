@@ -29,17 +29,8 @@ _CASE = textwrap.dedent(r'''
 import json, random, resource, sys, time
 kind, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 interval = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
-WIDTH = 100
-rng = random.Random(7)
-
-def parents_of(i):
-    layer = i // WIDTH
-    if layer == 0:
-        return ()
-    lo = (layer - 1) * WIDTH
-    return tuple(sorted(set(rng.sample(range(lo, lo + WIDTH), 2))))
-
-edges = [parents_of(i) for i in range(n)]
+from _harness import layered_edges
+edges = layered_edges(n)
 executed = 0
 
 def step(i):

@@ -14,7 +14,6 @@ sees the same background load.
 from __future__ import annotations
 
 import os
-import random
 import resource
 import shutil
 import sys
@@ -23,24 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _harness import layered_edges
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-WIDTH = 100
-
-
-def _edges(n: int) -> list[tuple[int, ...]]:
-    rng = random.Random(7)
-    out: list[tuple[int, ...]] = []
-    for i in range(n):
-        layer = i // WIDTH
-        if layer == 0:
-            out.append(())
-        else:
-            lo = (layer - 1) * WIDTH
-            out.append(tuple(sorted(set(rng.sample(range(lo, lo + WIDTH), 2)))))
-    return out
 
 
 def _session_run(n: int, checkpoint: Path | None) -> float:
@@ -48,7 +35,7 @@ def _session_run(n: int, checkpoint: Path | None) -> float:
 
     session = Session(user_ns={"__name__": "__main__"},
                       checkpoint=checkpoint if checkpoint is not None else False)
-    for i, parents in enumerate(_edges(n)):
+    for i, parents in enumerate(layered_edges(n)):
         body = "max(" + ", ".join(f"t{p}" for p in parents) + ") + 1" if parents else "0"
         session.define(f"t{i}", body, after=[f"t{p}" for p in parents])
     start = time.perf_counter()
@@ -69,7 +56,7 @@ def _engine_run(n: int) -> float:
     runner = TaskRunner(on_task_error="continue")
     handles: list[Any] = []
     start = time.perf_counter()
-    for i, parents in enumerate(_edges(n)):
+    for i, parents in enumerate(layered_edges(n)):
         handles.append(runner.submit(step, depends_on=[handles[p] for p in parents],
                                      task_key=f"t{i}"))
     results = runner.run()

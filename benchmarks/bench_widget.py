@@ -28,17 +28,8 @@ from pyworkflowy_nb import TaskRunner, task
 from pyworkflowy_nb.notebook._widget import RunnerWidget
 
 n, repeats, sleep = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-rng = random.Random(7)
-WIDTH = 100
-
-def parents_of(i):
-    layer = i // WIDTH
-    if layer == 0:
-        return ()
-    lo = (layer - 1) * WIDTH
-    return tuple(sorted(set(rng.sample(range(lo, lo + WIDTH), 2))))
-
-edges = [parents_of(i) for i in range(n)]
+from _harness import layered_edges
+edges = layered_edges(n)
 
 @task
 async def noop():
@@ -91,9 +82,8 @@ from pyworkflowy_nb import TaskRunner, task
 from pyworkflowy_nb._html import snapshot_handles
 from pyworkflowy_nb.notebook._dot import build_dot, render_svg
 
+from _harness import layered_edges
 n, repeats, summarise_above = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-rng = random.Random(7)
-WIDTH = 100
 
 @task
 async def noop():
@@ -101,9 +91,7 @@ async def noop():
 
 runner = TaskRunner()
 handles = []
-for i in range(n):
-    layer = i // WIDTH
-    ps = () if layer == 0 else sorted(set(rng.sample(range((layer - 1) * WIDTH, layer * WIDTH), 2)))
+for ps in layered_edges(n):
     handles.append(runner.submit(noop, depends_on=[handles[p] for p in ps] or None))
 runner.run()
 times = []
