@@ -237,10 +237,11 @@ class Dispatcher:
             return
         h.attempts += 1
         attempt = ctx.attempt = h.attempts
+        now = time.time()
         if h.started_at is None:
-            h.started_at = time.time()
+            h.started_at = now
         if self.bus.active:
-            self.bus.emit("started", h, attempt)
+            self.bus.emit("started", h, attempt, None, now)
         lane = lane_of(h)
         if lane == "asyncio":
             if task.is_async:
@@ -437,7 +438,7 @@ class Dispatcher:
                 for wake in waiters:
                     wake()
             if bus.active:
-                bus.emit(st._value_, x, x.attempts, err)
+                bus.emit(st._value_, x, x.attempts, err, x.finished_at)
             if writer is not None:
                 writer.record(runner._record_of(x))
             if st is _FAILED and not isinstance(err, DependencyFailedError):

@@ -76,8 +76,9 @@ class EventBus:
         return unsubscribe
 
     def emit(self, kind: str, handle: TaskHandle[Any] | None, attempt: int = 0,
-             error: BaseException | None = None) -> None:
-        event = TaskEvent(kind, handle, time.time(), attempt, error)
+             error: BaseException | None = None, when: float | None = None) -> None:
+        """Tell every listener; ``when`` is the transition's timestamp if the caller has it."""
+        event = TaskEvent(kind, handle, time.time() if when is None else when, attempt, error)
         for listener in self._listeners:
             try:
                 listener(event)
