@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._context import TaskContext, _current_task
 from ._handle import TaskHandle, TaskStatus, skipped_error
-from ._pools import Pools, call_in_process, call_in_thread
+from ._pools import Pools, call_in_process, call_in_thread, call_plain
 from .exceptions import (
     DependencyFailedError,
     RetryExhaustedError,
@@ -48,7 +48,8 @@ _FAILED = TaskStatus.FAILED
 _SKIPPED = TaskStatus.SKIPPED
 _CANCELLED = TaskStatus.CANCELLED
 _TERMINAL = (_COMPLETED, _FAILED, _SKIPPED, _CANCELLED)  # tuple: identity checks, no hashing
-_LANES = ("asyncio", "thread", "process")
+_LANES = ("asyncio", "thread", "process", "dask")
+_REMOTE = ("process", "dask")  # lanes whose running attempts cannot be interrupted
 _BATCH = 256
 _YIELD_EVERY = 0.005  # seconds of inline work before the loop gets a turn
 
@@ -135,7 +136,7 @@ class Dispatcher:
         self.lock = runner._lock
         self.bus = runner._bus
         self.max_workers = runner.max_workers
-        self.pools = Pools(runner.max_workers, runner.mp_context)
+        self.pools = Pools(runner.max_workers, runner.mp_context, runner.executors)
         self.queues: dict[str, ReadyQueue] = {n: ReadyQueue() for n in _LANES}
         self.inflight = dict.fromkeys(_LANES, 0)
         self.caps = {n: self.pools.capacity(n) for n in _LANES}
@@ -299,7 +300,10 @@ class Dispatcher:
                    ctx: TaskContext) -> PoolFuture[Any]:
         if lane == "thread":
             return pool.submit(call_in_thread, ctx, h.task.fn, h.args, h.kwargs)
-        return pool.submit(call_in_process, h.task, h.args, h.kwargs)
+        if lane == "process":
+            return pool.submit(call_in_process, h.task, h.args, h.kwargs)
+        # A supplied executor (Dask) serialises the function itself, by value if need be.
+        return pool.submit(call_plain, h.task.fn, h.args, h.kwargs)
 
     def _pool_finished(self, h: TaskHandle[Any], attempt: int, f: PoolFuture[Any],
                        timer: asyncio.TimerHandle | None) -> None:
@@ -485,7 +489,7 @@ class Dispatcher:
             h._ctx.request_cancel()
             message = reason or f"task {h.key!r} was cancelled"
             inflight = h._inflight
-            if status is not _RUNNING or reason is not None or lane_of(h) == "process":
+            if status is not _RUNNING or reason is not None or lane_of(h) in _REMOTE:
                 # Waiting (dependencies, a slot, a retry timer), aborting, or in a process that
                 # cannot be interrupted: stop waiting for it now.
                 self.settle(h, _CANCELLED, None, TaskCancelledError(message, task=h.key))

@@ -17,14 +17,18 @@ __all__ = [
     "BACKENDS",
     "BACKOFFS",
     "DEP_POLICIES",
+    "EXTERNAL_BACKENDS",
     "ON_TASK_ERROR",
     "RetryPolicy",
     "check_choice",
     "check_non_negative",
 ]
 
-Backend = Literal["asyncio", "thread", "process"]
-BACKENDS: tuple[str, ...] = ("asyncio", "thread", "process")
+Backend = Literal["asyncio", "thread", "process", "dask"]
+# "dask" names a lane whose executor the user supplies (TaskRunner(executors={"dask": ...})):
+# the engine knows the name, never the library.
+BACKENDS: tuple[str, ...] = ("asyncio", "thread", "process", "dask")
+EXTERNAL_BACKENDS: tuple[str, ...] = ("dask",)
 BACKOFFS: tuple[str, ...] = ("none", "linear", "exponential")
 DEP_POLICIES: tuple[str, ...] = ("fail", "skip", "run-anyway")
 ON_TASK_ERROR: tuple[str, ...] = ("raise", "log", "continue")

@@ -9,13 +9,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from ._context import TaskContext, _current_task
 
-__all__ = ["Pools", "call_in_process", "call_in_thread"]
+__all__ = ["Pools", "call_in_process", "call_in_thread", "call_plain"]
 
 
 def _cpus() -> int:
@@ -23,24 +23,41 @@ def _cpus() -> int:
 
 
 class Pools:
-    """Owns the runner's executors; sizes follow ``max_workers`` when it is given."""
+    """Owns the runner's executors; sizes follow ``max_workers`` when it is given.
 
-    def __init__(self, max_workers: int | None, mp_context: str | None = None) -> None:
+    Executors the user passes in (``TaskRunner(executors=...)``, e.g. a Dask client's) take
+    precedence for their lane and are never shut down here: their owner does that.
+    """
+
+    def __init__(self, max_workers: int | None, mp_context: str | None = None,
+                 supplied: Mapping[str, Executor] | None = None) -> None:
         self._max_workers = max_workers
         self._mp_context = mp_context
+        self._supplied = dict(supplied or {})
         self._thread: ThreadPoolExecutor | None = None
         self._process: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def capacity(self, backend: str) -> int:
         """How many attempts of ``backend`` may be in flight before the rest wait in line."""
+        supplied = self._supplied.get(backend)
+        if supplied is not None:
+            # A pool that knows its size says so; a cluster client queues work itself.
+            size = getattr(supplied, "_max_workers", None)
+            return self._max_workers or (size if isinstance(size, int) else 1 << 30)
         if backend == "thread":
             return self._max_workers or min(32, _cpus() + 4)
         if backend == "process":
             return self._max_workers or _cpus()
         return self._max_workers or 0  # 0: the asyncio backend is bounded only by max_workers
 
+    def has(self, backend: str) -> bool:
+        return backend in self._supplied or backend in ("thread", "process")
+
     def get(self, backend: str) -> Executor:
+        supplied = self._supplied.get(backend)
+        if supplied is not None:
+            return supplied
         with self._lock:
             if backend == "thread":
                 if self._thread is None:
@@ -83,6 +100,11 @@ def call_in_thread(ctx: TaskContext, fn: Callable[..., Any], args: tuple[Any, ..
         return fn(*args, **kwargs)
     finally:
         _current_task.reset(token)
+
+
+def call_plain(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Entry point on a supplied executor (a Dask worker): the function travels by value."""
+    return fn(*args, **kwargs)
 
 
 def call_in_process(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

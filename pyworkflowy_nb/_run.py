@@ -13,7 +13,8 @@ import concurrent.futures
 import contextvars
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ from ._dispatch import Dispatcher, Run
 from ._events import EventBus, TaskEvent
 from ._handle import RunResults, TaskHandle, TaskStatus
 from ._identity import base_key, encode_args
-from ._policy import BACKENDS, ON_TASK_ERROR, check_choice, check_non_negative
+from ._policy import BACKENDS, EXTERNAL_BACKENDS, ON_TASK_ERROR, check_choice, check_non_negative
 from ._task import Task
 from ._writer import CheckpointWriter
 
@@ -46,6 +47,7 @@ class TaskRunner:
         *,
         checkpointer: Checkpointer | None = None,
         mp_context: str | None = None,
+        executors: Mapping[str, Executor] | None = None,
     ) -> None:
         check_non_negative("max_workers", max_workers, integer=True, positive=True)
         self.max_workers = max_workers
@@ -56,7 +58,24 @@ class TaskRunner:
 
             check_choice("mp_context", mp_context, multiprocessing.get_all_start_methods())
         self.mp_context = mp_context
+        # Executors supplied by the user, by backend name: {"dask": client.get_executor()}, or
+        # a pool of their own for "thread"/"process". The runner never shuts these down.
+        self.executors: dict[str, Executor] = {}
+        for name, executor in (executors or {}).items():
+            if name == "asyncio":
+                raise ValueError("the asyncio backend runs on the event loop and takes no "
+                                 "executor; supply one for 'thread', 'process' or 'dask'")
+            check_choice("executor backend", name, BACKENDS)
+            if not callable(getattr(executor, "submit", None)):
+                raise TypeError(
+                    f"executors[{name!r}] must be a concurrent.futures.Executor (something "
+                    f"with submit()), got {executor!r}")
+            self.executors[name] = executor
         self.backend = check_choice("backend", backend, BACKENDS)
+        if self.backend in EXTERNAL_BACKENDS and self.backend not in self.executors:
+            raise ValueError(
+                f"backend={self.backend!r} needs an executor: pass TaskRunner(executors="
+                f"{{{self.backend!r}: client.get_executor()}}) with a dask.distributed Client")
         self.on_task_error = check_choice("on_task_error", on_task_error, ON_TASK_ERROR)
         check_non_negative("checkpoint_interval", checkpoint_interval, allow_none=False)
         if checkpoint_path is not None and checkpointer is not None:
@@ -116,6 +135,11 @@ class TaskRunner:
         task = self._as_task(fn)
         backend = task.backend or self.backend
         task.check_backend(backend)
+        if backend in EXTERNAL_BACKENDS and backend not in self.executors:
+            raise ValueError(
+                f"task {task.name!r} wants the {backend!r} backend, but this runner has no "
+                f"executor for it: pass TaskRunner(executors={{{backend!r}: "
+                "client.get_executor()}) with a dask.distributed Client")
         parents = _graph.check_parents(self, depends_on, task.name)
         checkpointer = self.checkpointer
         encoded = None
