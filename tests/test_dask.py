@@ -405,9 +405,12 @@ def test_max_workers_bounds_concurrent_dask_attempts(tmp_path: Path, dask_ex: Ex
     assert [h.result() for h in handles] == [1, 1, 1], "a body saw another one inside"
 
 
-def test_without_max_workers_dask_attempts_overlap(tmp_path: Path, dask_ex: Executor) -> None:
+def test_without_max_workers_dask_attempts_overlap(
+        tmp_path: Path, client: Any, dask_ex: Executor) -> None:
     # The counterpart of the test above: unbounded, both workers hold a body at the same time
     # (each body waits until it sees the other), so the marker counting can see overlap.
+    # Start from an idle cluster, so Dask places one body on each worker.
+    wait_until(lambda: not any(client.processing().values()), "the workers to be idle")
     (tmp_path / "inside").mkdir()
     runner = TaskRunner(backend="dask", executors={"dask": dask_ex})
     handles = [runner.submit(meet, str(tmp_path), f"m{i}", 2) for i in range(2)]
