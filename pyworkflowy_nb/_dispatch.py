@@ -323,8 +323,16 @@ class Dispatcher:
                 return
             if h._ctx is not None:
                 h._ctx.request_cancel()  # a cooperative body can notice and stop early
-            cf.cancel()
+            self._withdraw(h, cf)
             self.settle(h, _FAILED, None, self._timeout_error(h, attempt))
+
+    @staticmethod
+    def _withdraw(h: TaskHandle[Any], cf: PoolFuture[Any]) -> None:
+        """Cancel a pool attempt if it has not started. A Dask executor's futures never say
+        they are running, so cancelling one always "succeeds" and would free the slot while
+        the body still runs remotely: there, the attempt is left to finish and holds its slot."""
+        if lane_of(h) != "dask":
+            cf.cancel()
 
     @staticmethod
     def _timeout_error(h: TaskHandle[Any], attempt: int) -> TaskTimeoutError:
@@ -494,7 +502,7 @@ class Dispatcher:
                 # cannot be interrupted: stop waiting for it now.
                 self.settle(h, _CANCELLED, None, TaskCancelledError(message, task=h.key))
                 if isinstance(inflight, PoolFuture):
-                    inflight.cancel()  # succeeds only if the worker has not picked it up
+                    self._withdraw(h, inflight)  # only if the worker has not picked it up
             if isinstance(inflight, asyncio.Task):
                 run = self.run
                 if run is not None and run.loop is not None and not run.on_loop_thread():

@@ -203,6 +203,12 @@ class TaskHandle(Generic[R]):
         """Ask the task to stop. False if it had already ended."""
         return self.runner._cancel(self)
 
+    def __reduce__(self) -> Any:
+        # A handle is tied to its runner and loop; a copy elsewhere would never update.
+        raise TypeError(
+            f"a TaskHandle ({self.key!r}) cannot be pickled or sent to another process: pass "
+            "handle.result() as an argument once it is done, or use depends_on=[handle]")
+
     def __repr__(self) -> str:
         return f"<TaskHandle {self.key!r} {self.status.value}>"
 

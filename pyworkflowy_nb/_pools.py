@@ -6,6 +6,7 @@ futures, so no thread is ever spent waiting on another thread.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -42,9 +43,7 @@ class Pools:
         """How many attempts of ``backend`` may be in flight before the rest wait in line."""
         supplied = self._supplied.get(backend)
         if supplied is not None:
-            # A pool that knows its size says so; a cluster client queues work itself.
-            size = getattr(supplied, "_max_workers", None)
-            return self._max_workers or (size if isinstance(size, int) else 1 << 30)
+            return self._max_workers or _size_of(supplied)
         if backend == "thread":
             return self._max_workers or min(32, _cpus() + 4)
         if backend == "process":
@@ -90,6 +89,25 @@ class Pools:
             thread.shutdown(wait=wait, cancel_futures=True)
         if process is not None:
             process.shutdown(wait=wait, cancel_futures=True)
+
+
+def _size_of(executor: Executor) -> int:
+    """How many attempts a supplied executor runs at once, read without importing its library.
+
+    Sending more than that would only queue them inside the executor, where their timeouts
+    would already be ticking and a cancel could no longer be exact.
+    """
+    size = getattr(executor, "_max_workers", None)  # concurrent.futures pools
+    if isinstance(size, int) and size > 0:
+        return size
+    client = getattr(executor, "_client", None)  # a dask.distributed ClientExecutor
+    nthreads = getattr(client, "nthreads", None)
+    if callable(nthreads):
+        with contextlib.suppress(Exception):
+            total = sum(int(n) for n in nthreads().values())
+            if total > 0:
+                return total
+    return 1 << 30  # unknown: let the executor queue
 
 
 def call_in_thread(ctx: TaskContext, fn: Callable[..., Any], args: tuple[Any, ...],

@@ -58,8 +58,9 @@ class TaskRunner:
 
             check_choice("mp_context", mp_context, multiprocessing.get_all_start_methods())
         self.mp_context = mp_context
-        # Executors supplied by the user, by backend name: {"dask": client.get_executor()}, or
-        # a pool of their own for "thread"/"process". The runner never shuts these down.
+        # Executors supplied by the user, by backend name: a Dask client's
+        # get_executor(pure=False) for "dask", or a pool of their own for "thread"/"process".
+        # The runner never shuts these down.
         self.executors: dict[str, Executor] = {}
         for name, executor in (executors or {}).items():
             if name == "asyncio":
@@ -70,12 +71,20 @@ class TaskRunner:
                 raise TypeError(
                     f"executors[{name!r}] must be a concurrent.futures.Executor (something "
                     f"with submit()), got {executor!r}")
+            if getattr(executor, "_kwargs", {}).get("pure", True) is not False and hasattr(
+                    executor, "_client"):
+                # Dask's default pure=True caches by arguments: a retry or a repeat of the
+                # same call would silently get the first result instead of running.
+                raise ValueError(
+                    f"executors[{name!r}] is a Dask executor made with pure=True: use "
+                    "client.get_executor(pure=False), so retries and repeats really run")
             self.executors[name] = executor
         self.backend = check_choice("backend", backend, BACKENDS)
         if self.backend in EXTERNAL_BACKENDS and self.backend not in self.executors:
             raise ValueError(
                 f"backend={self.backend!r} needs an executor: pass TaskRunner(executors="
-                f"{{{self.backend!r}: client.get_executor()}}) with a dask.distributed Client")
+                f"{{{self.backend!r}: client.get_executor(pure=False)}}) with a dask.distributed "
+                "Client")
         self.on_task_error = check_choice("on_task_error", on_task_error, ON_TASK_ERROR)
         check_non_negative("checkpoint_interval", checkpoint_interval, allow_none=False)
         if checkpoint_path is not None and checkpointer is not None:
@@ -139,7 +148,7 @@ class TaskRunner:
             raise ValueError(
                 f"task {task.name!r} wants the {backend!r} backend, but this runner has no "
                 f"executor for it: pass TaskRunner(executors={{{backend!r}: "
-                "client.get_executor()}) with a dask.distributed Client")
+                "client.get_executor(pure=False)}) with a dask.distributed Client")
         parents = _graph.check_parents(self, depends_on, task.name)
         checkpointer = self.checkpointer
         encoded = None

@@ -514,3 +514,48 @@ def test_checkpoint_resume_primes_completed_dask_tasks(tmp_path: Path, dask_ex: 
     assert not opened.restored and opened.result() == "open"
     assert len(list(work.glob("gate-ran-*"))) == 1
     assert summary.result() == "14 open"
+
+
+def test_a_cancelled_running_attempt_keeps_its_slot_until_the_body_ends(
+        tmp_path: Path, dask_ex: Executor) -> None:
+    # Dask's futures never report "running", so cancelling one would always "succeed"; the
+    # slot must stay taken while the body still runs, or max_workers would be exceeded.
+    runner = TaskRunner(max_workers=1, backend="dask", executors={"dask": dask_ex},
+                        on_task_error="continue")
+    with released(tmp_path):
+        first = runner.submit(blocker, str(tmp_path), "first")
+        second = runner.submit(touch_and_return, str(tmp_path), "second")
+        future = runner.run_in_background()
+        wait_until((tmp_path / "in-first").exists, "the first body to start")
+        assert first.cancel() is True
+        assert first.status is TaskStatus.CANCELLED
+        # Cancelling a concurrent future runs its callbacks at once, so a slot given back on
+        # cancel would already show here.
+        assert runner._dispatch.inflight["dask"] == 1
+        assert second.status is TaskStatus.PENDING  # no slot while the first body runs
+        assert not (tmp_path / "ran-second").exists()
+    future.result(timeout=HANG_GUARD)
+    assert second.result() == "second"
+    assert (tmp_path / "out-first").exists()  # the slot came back only after the body ended
+
+
+def test_the_dask_lane_is_sized_by_the_cluster_threads(client: Any, dask_ex: Executor) -> None:
+    # Sending more than the cluster can run would queue attempts inside Dask, where their
+    # timeouts would already tick; the runner keeps the rest in its own queue instead.
+    runner = TaskRunner(executors={"dask": dask_ex})
+    assert runner._dispatch.caps["dask"] == sum(client.nthreads().values())
+    assert TaskRunner(max_workers=5, executors={"dask": dask_ex})._dispatch.caps["dask"] == 5
+
+
+def test_a_pure_dask_executor_is_refused(client: Any) -> None:
+    with pytest.raises(ValueError, match=r"pure=True.*get_executor\(pure=False\)"):
+        TaskRunner(executors={"dask": client.get_executor()})
+
+
+def test_handles_cannot_travel_to_a_worker(dask_ex: Executor) -> None:
+    import pickle
+
+    runner = TaskRunner(executors={"dask": dask_ex})
+    h = runner.submit(touch_and_return, "/nonexistent", "x")
+    with pytest.raises(TypeError, match=r"cannot be pickled.*handle.result\(\)"):
+        pickle.dumps(h)
