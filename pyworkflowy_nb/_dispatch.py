@@ -24,7 +24,7 @@ from concurrent.futures import Future as PoolFuture
 from typing import TYPE_CHECKING, Any
 
 from ._context import TaskContext, _current_task
-from ._handle import TaskHandle, TaskStatus, skipped_error
+from ._handle import TaskHandle, TaskStatus, dependency_outcome
 from ._pools import Pools, call_in_process, call_in_thread, call_plain
 from .exceptions import (
     DependencyFailedError,
@@ -467,13 +467,9 @@ class Dispatcher:
                         c._waiting -= 1
                         if c._waiting == 0:
                             self.push_ready(c)
-                    elif c.task.on_dep_failure == "skip":
-                        work.append((c, _SKIPPED, None, skipped_error(c, x)))
                     else:
-                        work.append((c, _FAILED, None, DependencyFailedError(
-                            f"task {c.key!r} did not run: its dependency {x.key!r} ended "
-                            f"{st.value}", task=c.key, dependency=x.key,
-                            dependency_status=st.value)))
+                        status, error = dependency_outcome(c, x)
+                        work.append((c, status, None, error))
         if self.unfinished <= 0:
             # The last handle can end off the normal path (a timeout or cancel while its
             # worker still runs); without this the loop would sleep until that worker returns.

@@ -259,10 +259,17 @@ class RunResults(Mapping[str, TaskResult]):
         return f"<RunResults {len(self._handles)} tasks: {summary or 'none'}>"
 
 
-def skipped_error(handle: TaskHandle[Any], dep: TaskHandle[Any]) -> TaskError:
+def dependency_outcome(handle: TaskHandle[Any],
+                       dep: TaskHandle[Any]) -> tuple[TaskStatus, TaskError]:
+    """How ``handle`` ends when its dependency ``dep`` ended without completing, by policy
+    ("skip" or "fail"; "run-anyway" never gets here)."""
     from .exceptions import DependencyFailedError
 
-    return DependencyFailedError(
-        f"task {handle.key!r} was skipped because its dependency {dep.key!r} ended "
-        f"{dep.status.value}", task=handle.key, dependency=dep.key,
-        dependency_status=dep.status.value)
+    ended = dep.status.value
+    if handle.task.on_dep_failure == "skip":
+        status, what = TaskStatus.SKIPPED, "was skipped because"
+    else:
+        status, what = TaskStatus.FAILED, "did not run:"
+    return status, DependencyFailedError(
+        f"task {handle.key!r} {what} its dependency {dep.key!r} ended {ended}",
+        task=handle.key, dependency=dep.key, dependency_status=ended)

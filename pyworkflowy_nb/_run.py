@@ -23,7 +23,7 @@ from ._checkpoint import Checkpointer, JSONCheckpointer, Record, checkpointer_fo
 from ._context import _current_runner
 from ._dispatch import Dispatcher, Run
 from ._events import EventBus, TaskEvent
-from ._handle import RunResults, TaskHandle, TaskStatus
+from ._handle import RunResults, TaskHandle, TaskStatus, dependency_outcome
 from ._identity import base_key, encode_args
 from ._policy import BACKENDS, EXTERNAL_BACKENDS, ON_TASK_ERROR, check_choice, check_non_negative
 from ._task import Task
@@ -198,16 +198,8 @@ class TaskRunner:
         return h
 
     def _settle_on_failed_parent(self, h: TaskHandle[Any], parent: TaskHandle[Any]) -> None:
-        from ._handle import skipped_error
-        from .exceptions import DependencyFailedError
-
-        if h.task.on_dep_failure == "skip":
-            self._dispatch.settle(h, TaskStatus.SKIPPED, None, skipped_error(h, parent))
-        else:
-            self._dispatch.settle(h, TaskStatus.FAILED, None, DependencyFailedError(
-                f"task {h.key!r} did not run: its dependency {parent.key!r} ended "
-                f"{parent.status.value}", task=h.key, dependency=parent.key,
-                dependency_status=parent.status.value))
+        status, error = dependency_outcome(h, parent)
+        self._dispatch.settle(h, status, None, error)
 
     def _prime(self, h: TaskHandle[Any]) -> bool:
         rec = self._restored.get(h.key)
