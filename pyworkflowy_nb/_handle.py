@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import enum
 import threading
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -252,11 +253,14 @@ class RunResults(Mapping[str, TaskResult]):
                 if h.status is TaskStatus.COMPLETED}
 
     def __repr__(self) -> str:
-        counts: dict[str, int] = {}
-        for h in self._handles.values():
-            counts[h.status.value] = counts.get(h.status.value, 0) + 1
-        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        summary = status_summary(self._handles.values())
         return f"<RunResults {len(self._handles)} tasks: {summary or 'none'}>"
+
+
+def status_summary(handles: Iterable[TaskHandle[Any]]) -> str:
+    """``"3 completed, 1 failed"``: how many handles are in each status, for reprs."""
+    counts = Counter(h.status.value for h in handles)
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
 
 
 def dependency_outcome(handle: TaskHandle[Any],

@@ -23,7 +23,7 @@ from ._checkpoint import Checkpointer, JSONCheckpointer, Record, checkpointer_fo
 from ._context import _current_runner
 from ._dispatch import Dispatcher, Run
 from ._events import EventBus, TaskEvent
-from ._handle import RunResults, TaskHandle, TaskStatus, dependency_outcome
+from ._handle import RunResults, TaskHandle, TaskStatus, dependency_outcome, status_summary
 from ._identity import base_key, encode_args
 from ._policy import BACKENDS, EXTERNAL_BACKENDS, ON_TASK_ERROR, check_choice, check_non_negative
 from ._task import Task
@@ -404,10 +404,7 @@ class TaskRunner:
         self.shutdown()
 
     def __repr__(self) -> str:
-        counts: dict[str, int] = {}
-        for h in list(self._handles.values()):
-            counts[h.status.value] = counts.get(h.status.value, 0) + 1
-        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"
+        summary = status_summary(list(self._handles.values())) or "no tasks"
         return f"<TaskRunner backend={self.backend} {summary}>"
 
     def _repr_html_(self) -> str:
