@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_helpers import wait_until
 
 from pyworkflowy_nb import (
     JSONCheckpointer,
@@ -45,6 +46,10 @@ np = pytest.importorskip("numpy")
 pytestmark = pytest.mark.timeout(180)
 
 HANG_GUARD = 60.0  # seconds; only ever reached when something is broken
+
+
+def _wait(predicate: Callable[[], bool], what: str) -> None:
+    wait_until(predicate, what, timeout=HANG_GUARD)
 
 
 # -- the cluster --------------------------------------------------------------------------------
@@ -73,14 +78,6 @@ def dask_ex(client: Any) -> Executor:
 
 
 # -- helpers, run in the test process -------------------------------------------------------------
-
-def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + HANG_GUARD
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
 
 @contextmanager
 def released(folder: Path, name: str = "release") -> Iterator[Path]:
@@ -297,7 +294,7 @@ def test_timeout_on_the_dask_lane_stops_waiting(tmp_path: Path, dask_ex: Executo
     assert isinstance(h.exception, TaskTimeoutError)
     assert "timeout" in str(h.exception)
     assert h.attempts == 1, "timeouts are not retried"
-    wait_until((tmp_path / "out-slow").exists, "the released body to finish")
+    _wait((tmp_path / "out-slow").exists, "the released body to finish")
 
 
 def test_dependency_policies_after_a_failing_dask_task(tmp_path: Path, dask_ex: Executor) -> None:
@@ -350,7 +347,7 @@ def test_cancel_of_a_dask_task_that_has_not_started(tmp_path: Path, dask_ex: Exe
         first = runner.submit(blocker, str(tmp_path), "first")
         second = runner.submit(touch_and_return, str(tmp_path), "second")
         future = runner.run_in_background()
-        wait_until((tmp_path / "in-first").exists, "the first task to start on a worker")
+        _wait((tmp_path / "in-first").exists, "the first task to start on a worker")
         assert second.status is TaskStatus.PENDING  # the only slot is taken
         assert second.cancel() is True
         assert second.status is TaskStatus.CANCELLED
@@ -369,7 +366,7 @@ def test_cancel_of_a_running_dask_attempt_settles_at_once(
     with released(tmp_path):
         h = runner.submit(blocker, str(tmp_path), "running")
         future = runner.run_in_background()
-        wait_until((tmp_path / "in-running").exists, "the body to start on a worker")
+        _wait((tmp_path / "in-running").exists, "the body to start on a worker")
         assert h.status is TaskStatus.RUNNING
         assert h.cancel() is True
         # Settled without waiting for the worker: the body is still blocked.
@@ -378,7 +375,7 @@ def test_cancel_of_a_running_dask_attempt_settles_at_once(
             h.result(timeout=HANG_GUARD)
         future.result(timeout=HANG_GUARD)
         assert not (tmp_path / "out-running").exists()
-    wait_until((tmp_path / "out-running").exists, "the released body to finish")
+    _wait((tmp_path / "out-running").exists, "the released body to finish")
 
 
 def test_max_workers_bounds_concurrent_dask_attempts(tmp_path: Path, dask_ex: Executor) -> None:
@@ -389,14 +386,14 @@ def test_max_workers_bounds_concurrent_dask_attempts(tmp_path: Path, dask_ex: Ex
     future = runner.run_in_background()
     try:
         for _ in handles:
-            wait_until(lambda: len(os.listdir(tmp_path / "inside")) == 1, "a body to enter")
+            _wait(lambda: len(os.listdir(tmp_path / "inside")) == 1, "a body to enter")
             (name,) = os.listdir(tmp_path / "inside")
             # The cluster has two idle workers, yet only one attempt is out at a time.
             running = [h for h in handles if h.status is TaskStatus.RUNNING]
             assert [h.args[1] for h in running] == [name]
             (tmp_path / "release" / name).touch()
             (entered,) = running
-            wait_until(entered.done, f"{name} to complete")
+            _wait(entered.done, f"{name} to complete")
         results = future.result(timeout=HANG_GUARD)
     finally:
         for i in range(3):
@@ -410,7 +407,7 @@ def test_without_max_workers_dask_attempts_overlap(
     # The counterpart of the test above: unbounded, both workers hold a body at the same time
     # (each body waits until it sees the other), so the marker counting can see overlap.
     # Start from an idle cluster, so Dask places one body on each worker.
-    wait_until(lambda: not any(client.processing().values()), "the workers to be idle")
+    _wait(lambda: not any(client.processing().values()), "the workers to be idle")
     (tmp_path / "inside").mkdir()
     runner = TaskRunner(backend="dask", executors={"dask": dask_ex})
     handles = [runner.submit(meet, str(tmp_path), f"m{i}", 2) for i in range(2)]
@@ -526,7 +523,7 @@ def test_a_cancelled_running_attempt_keeps_its_slot_until_the_body_ends(
         first = runner.submit(blocker, str(tmp_path), "first")
         second = runner.submit(touch_and_return, str(tmp_path), "second")
         future = runner.run_in_background()
-        wait_until((tmp_path / "in-first").exists, "the first body to start")
+        _wait((tmp_path / "in-first").exists, "the first body to start")
         assert first.cancel() is True
         assert first.status is TaskStatus.CANCELLED
         # Cancelling a concurrent future runs its callbacks at once, so a slot given back on
