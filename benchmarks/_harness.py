@@ -11,6 +11,7 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,16 @@ def layered_edges(n: int, width: int = WIDTH, seed: int = 7) -> list[tuple[int, 
             lo = (layer - 1) * width
             edges.append(tuple(sorted(set(rng.sample(range(lo, lo + width), 2)))))
     return edges
+
+
+def submit_graph(runner: Any, task: Any, edges: list[tuple[int, ...]],
+                 args: Callable[[int], tuple[Any, ...]] | None = None) -> list[Any]:
+    """Submit one ``task`` per node of ``edges`` (parents by index), in order; the handles."""
+    handles: list[Any] = []
+    for i, ps in enumerate(edges):
+        handles.append(runner.submit(task, *(args(i) if args else ()),
+                                     depends_on=[handles[p] for p in ps] if ps else None))
+    return handles
 
 
 def run_case(code: str, *args: object, env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ _CASE = textwrap.dedent(r'''
 import asyncio, json, random, resource, sys, time
 kind, shape, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 extra = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
-from _harness import layered_edges
+from _harness import layered_edges, submit_graph
 if shape == "fan-out":
     edges = [()] * n
 elif shape == "chain":
@@ -34,10 +34,7 @@ def run_ours():
     t = task(noop)
     runner = TaskRunner(**extra)
     start = time.perf_counter()
-    handles = []
-    for i in range(n):
-        ps = edges[i]
-        handles.append(runner.submit(t, depends_on=[handles[p] for p in ps] if ps else None))
+    handles = submit_graph(runner, t, edges)
     runner.run()
     elapsed = time.perf_counter() - start
     assert all(h.status.value == "completed" for h in handles)

@@ -29,7 +29,7 @@ _CASE = textwrap.dedent(r'''
 import json, random, resource, sys, time
 kind, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 interval = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
-from _harness import layered_edges
+from _harness import layered_edges, submit_graph
 edges = layered_edges(n)
 executed = 0
 
@@ -50,12 +50,7 @@ class NoOp(Checkpointer):
         return {}
 
 def submit_all(runner):
-    handles = []
-    for i in range(n):
-        ps = edges[i]
-        handles.append(runner.submit(step_task, i,
-                                     depends_on=[handles[p] for p in ps] if ps else None))
-    return handles
+    return submit_graph(runner, step_task, edges, lambda i: (i,))
 
 out = {}
 if kind in ("plain", "noop", "checkpointed", "make"):

@@ -28,7 +28,7 @@ from pyworkflowy_nb import TaskRunner, task
 from pyworkflowy_nb.notebook._widget import RunnerWidget
 
 n, repeats, sleep = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-from _harness import layered_edges
+from _harness import layered_edges, submit_graph
 edges = layered_edges(n)
 
 @task
@@ -46,10 +46,7 @@ def once(with_widget, sleep, bare_listener=False):
         runner.subscribe(lambda event: None)
     body = nap if sleep else noop
     start = time.perf_counter()
-    handles = []
-    for i in range(n):
-        ps = edges[i]
-        handles.append(runner.submit(body, depends_on=[handles[p] for p in ps] if ps else None))
+    handles = submit_graph(runner, body, edges)
     runner.run()
     elapsed = time.perf_counter() - start
     assert all(h.status.value == "completed" for h in handles)
@@ -82,7 +79,7 @@ from pyworkflowy_nb import TaskRunner, task
 from pyworkflowy_nb._html import snapshot_handles
 from pyworkflowy_nb.notebook._dot import build_dot, render_svg
 
-from _harness import layered_edges
+from _harness import layered_edges, submit_graph
 n, repeats, summarise_above = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 
 @task
@@ -90,9 +87,7 @@ async def noop():
     return None
 
 runner = TaskRunner()
-handles = []
-for ps in layered_edges(n):
-    handles.append(runner.submit(noop, depends_on=[handles[p] for p in ps] or None))
+handles = submit_graph(runner, noop, layered_edges(n))
 runner.run()
 times = []
 for _ in range(repeats):
