@@ -41,6 +41,7 @@ __all__ = ["Dispatcher", "Run"]
 logger = logging.getLogger("pyworkflowy_nb")
 
 _PENDING = TaskStatus.PENDING
+_READY = TaskStatus.READY
 _RUNNING = TaskStatus.RUNNING
 _RETRYING = TaskStatus.RETRYING
 _COMPLETED = TaskStatus.COMPLETED
@@ -147,6 +148,8 @@ class Dispatcher:
 
     # -- queueing --------------------------------------------------------------------------------
     def push_ready(self, h: TaskHandle[Any]) -> None:
+        if h.status is _PENDING:
+            h.status = _READY  # a retry stays RETRYING while it waits for its slot
         self.queues[lane_of(h)].push(h)
         self.wake()
 
@@ -184,7 +187,7 @@ class Dispatcher:
             if best is None:
                 break
             h = best.pop()
-            if (h.status is not _PENDING and h.status is not _RETRYING) or h._waiting:
+            if (h.status is not _READY and h.status is not _RETRYING) or h._waiting:
                 continue  # cancelled while queued, or given a new dependency since
             h.status = _RUNNING
             inflight[best_lane] += 1
@@ -340,7 +343,7 @@ class Dispatcher:
         return TaskTimeoutError(
             f"task {h.key!r} attempt {attempt} exceeded its timeout of {timeout:g} s "
             "(timeouts are not retried; raise timeout= if the work needs longer)",
-            task=h.key, timeout=timeout, attempts=attempt)
+            task=h.key, timeout=timeout, attempts=attempt, elapsed=timeout)
 
     async def _run_coroutine(self, h: TaskHandle[Any], ctx: TaskContext, attempt: int) -> None:
         _current_task.set(ctx)  # this asyncio.Task runs in its own copy of the context
@@ -488,6 +491,8 @@ class Dispatcher:
             status = h.status
             if status in _TERMINAL:
                 return False
+            if reason is None and h._ctx is not None and h._ctx._cancelled:
+                return False  # already asked to stop (a cooperative body is winding down)
             if h._ctx is None:  # not launched yet: the flag must still reach the body later
                 h._ctx = TaskContext(h.name, h.key, h.attempts, self.runner)
             h._ctx.request_cancel()

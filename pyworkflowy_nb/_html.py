@@ -62,6 +62,7 @@ class StateStyle:
 #: Display states, in the order views list them.
 STATES: tuple[str, ...] = (
     "pending",
+    "ready",
     "running",
     "retrying",
     "completed",
@@ -74,6 +75,7 @@ STATES: tuple[str, ...] = (
 STATE_STYLES: Mapping[str, StateStyle] = MappingProxyType(
     {
         "pending": StateStyle(fill="#d9d9d9", font="#000000", glyph="○"),
+        "ready": StateStyle(fill="#f5f5f5", font="#000000", glyph="◌"),
         "running": StateStyle(fill="#56b4e9", font="#000000", glyph="▶"),
         "retrying": StateStyle(fill="#e69f00", font="#000000", glyph="↻"),
         "completed": StateStyle(fill="#009e73", font="#000000", glyph="✓"),
@@ -91,7 +93,7 @@ TABLE_ROW_LIMIT = 200
 _TABLE_ORDER = {
     s: i
     for i, s in enumerate(
-        ("failed", "retrying", "running", "cancelled", "skipped", "pending", "completed",
+        ("failed", "retrying", "running", "cancelled", "skipped", "ready", "pending", "completed",
          "restored")
     )
 }
@@ -157,7 +159,7 @@ def snapshot_handles(
                 state=state_of(h),
                 attempts=h.attempts,
                 duration=duration,
-                error=_error_text(h.exception),
+                error=_error_text(h._exception),
                 parents=tuple(p.key for p in h.parents),
                 started_at=started,
                 finished_at=finished,

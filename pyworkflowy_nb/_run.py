@@ -4,6 +4,11 @@
 right loop: ``asyncio.run`` when none is running, the patched loop under nest_asyncio, and
 otherwise (a Jupyter cell, say) a dedicated loop thread while the caller blocks, as
 jupyter_core's ``run_sync`` does.
+
+The constructor's defaults are pyWorkflowy 0.1.0's (eight workers, a checkpoint at most every
+5 s); its options may also be passed by position, as earlier versions of this package allowed.
+A runner that was shut down takes no more submissions, so a task can never sit in a runner
+whose pools are gone.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from ._handle import RunResults, TaskHandle, TaskStatus, dependency_outcome, sta
 from ._identity import base_key, encode_args
 from ._policy import BACKENDS, EXTERNAL_BACKENDS, ON_TASK_ERROR, check_choice, check_non_negative
 from ._task import Task
+from ._views import CallableList
 from ._writer import CheckpointWriter
 
 __all__ = ["TaskRunner"]
@@ -39,11 +45,11 @@ class TaskRunner:
 
     def __init__(
         self,
-        max_workers: int | None = None,
+        max_workers: int | None = 8,
         backend: str = "asyncio",
         on_task_error: str = "raise",
         checkpoint_path: str | os.PathLike[str] | None = None,
-        checkpoint_interval: float = 1.0,
+        checkpoint_interval: float = 5.0,
         *,
         checkpointer: Checkpointer | None = None,
         mp_context: str | None = None,
@@ -106,6 +112,7 @@ class TaskRunner:
         self._wrapped: dict[Any, Task[..., Any]] = {}
         self._seq = 0
         self._tokens: list[contextvars.Token[TaskRunner | None]] = []
+        self._closed = False
         self._dispatch = Dispatcher(self)
 
     # -- resume --------------------------------------------------------------------------------
@@ -137,12 +144,17 @@ class TaskRunner:
             wrapped = self._wrapped[fn] = Task(fn)
         return wrapped
 
-    def submit(self, fn: Task[..., R] | Callable[..., R], *args: Any,
-               depends_on: Iterable[TaskHandle[Any]] | None = None,
+    def submit(self, target: Task[..., R] | Callable[..., R], *args: Any,
+               depends_on: Iterable[TaskHandle[Any]] | None = (),
                task_key: str | None = None, **kwargs: Any) -> TaskHandle[R]:
-        """Queue ``fn(*args, **kwargs)`` to run once every handle in ``depends_on`` completed."""
-        task = self._as_task(fn)
-        backend = task.backend or self.backend
+        """Queue ``target(*args, **kwargs)`` (a Task or a plain callable) to run once every
+        handle in ``depends_on`` completed."""
+        if self._closed:
+            raise RuntimeError(
+                f"this runner was shut down, it takes no more tasks (submitting {target!r}): "
+                "create a new TaskRunner, or submit before leaving its `with` block")
+        task = self._as_task(target)
+        backend = task._backend or self.backend
         task.check_backend(backend)
         if backend in EXTERNAL_BACKENDS and backend not in self.executors:
             raise ValueError(
@@ -236,10 +248,12 @@ class TaskRunner:
         checked = _graph.check_parents(self, parents, handle.name)
         with self._lock:
             if handle.runner is not self:
-                raise ValueError(f"{handle!r} belongs to another runner")
+                raise ValueError(f"{handle!r} belongs to a different runner: add dependencies "
+                                 "through the runner it was submitted to")
             # A handle primed from a checkpoint will not run, so the edge changes nothing; a
             # resumed script replaying its add_dependency() calls must not fail on it.
-            if handle.status is not TaskStatus.PENDING and not handle.restored:
+            if handle.status not in (TaskStatus.PENDING, TaskStatus.READY) \
+                    and not handle.restored:
                 raise ValueError(
                     f"{handle.key!r} is already {handle.status.value}: dependencies can only "
                     "be added before a task starts")
@@ -347,23 +361,26 @@ class TaskRunner:
         threading.Thread(target=context.run, args=(main,), name="wfy-run", daemon=True).start()
         return future
 
-    def _check_can_wait(self, h: TaskHandle[Any]) -> None:
+    def _check_can_wait(self, h: TaskHandle[Any], timeout: float | None, method: str) -> None:
         run = self._dispatch.run
         if run is not None and run.loop is not None and run.on_loop_thread():
             raise RuntimeError(
-                f"result() on {h.key!r} would block the event loop that runs it: "
+                f"{method}() on {h.key!r} would block the event loop that runs it: "
                 "use `await handle` inside async code")
-        if run is None:
+        if run is None and timeout is None:
+            # Nothing in this thread could end the wait; with a timeout another thread may
+            # start the run meanwhile, so that case waits (and then raises TimeoutError).
             raise RuntimeError(
                 f"task {h.key!r} is {h.status.value} and no run is going: call runner.run() "
-                "(or await runner.arun()) first")
+                f"(or await runner.arun()) first, or pass {method}(timeout=...) if another "
+                "thread starts the run")
 
     # -- cancelling and observing ------------------------------------------------------------------
     def _cancel(self, h: TaskHandle[Any]) -> bool:
         return self._dispatch.cancel(h)
 
     def cancel_all(self) -> int:
-        """Ask every unfinished task to stop; returns how many were asked."""
+        """Ask every unfinished task to stop; returns how many were newly asked."""
         with self._lock:
             pending = [h for h in self._handles.values() if not h.status.terminal]
         return sum(self._dispatch.cancel(h) for h in pending)
@@ -373,10 +390,10 @@ class TaskRunner:
         return self._bus.subscribe(listener)
 
     @property
-    def handles(self) -> list[TaskHandle[Any]]:
-        """Every handle, in submission order."""
+    def handles(self) -> CallableList[TaskHandle[Any]]:
+        """Every handle, in submission order: ``runner.handles`` or ``runner.handles()``."""
         with self._lock:
-            return list(self._handles.values())
+            return CallableList(self._handles.values())
 
     def get(self, key: str) -> TaskHandle[Any]:
         try:
@@ -385,11 +402,16 @@ class TaskRunner:
             raise KeyError(f"no task with key {key!r} in this runner") from None
 
     def results(self) -> RunResults:
+        """Every handle's :class:`TaskResult` so far, by task name and by key."""
         return RunResults(self._handles)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the worker pools and write any pending checkpoint records."""
+        """Stop the worker pools and write any pending checkpoint records; idempotent.
+
+        Afterwards ``submit`` raises RuntimeError.
+        """
+        self._closed = True
         self._dispatch.pools.shutdown(wait=wait)
         if self._writer is not None and self._dispatch.run is None:
             self._writer.flush()

@@ -151,9 +151,9 @@ def test_depends_on_a_handle_of_another_runner() -> None:
     with pytest.raises(ValueError) as info:
         two.submit(square, 2, depends_on=[foreign])
     assert repr(foreign.key) in str(info.value)
-    assert "another runner" in str(info.value) and "same TaskRunner" in str(info.value)
+    assert "different runner" in str(info.value) and "same TaskRunner" in str(info.value)
     assert two.handles == []
-    with pytest.raises(ValueError, match="another runner"):
+    with pytest.raises(ValueError, match="different runner"):
         two.add_dependency(two.submit(square, 3), foreign)
 
 

@@ -91,7 +91,8 @@ def test_checkpoint_path_uses_json_and_resume_primes_completed_tasks(tmp_path: P
         second = again.run()
     assert CALLS == []  # nothing ran again
     assert all(h.restored for h in again.handles)
-    assert {k: r.value for k, r in second.items()} == {k: r.value for k, r in first.items()}
+    assert {k: r.value for k, r in second.by_key().items()} == {
+        k: r.value for k, r in first.by_key().items()}
     assert t.result() == 0 and t.status is TaskStatus.COMPLETED
 
 
@@ -136,7 +137,7 @@ def test_records_hold_status_value_attempts_and_times(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     attempts: list[int] = []
 
-    @task(retries=1, name="flaky")
+    @task(retries=1, backoff="none", name="flaky")
     def flaky() -> list[int]:
         attempts.append(1)
         if len(attempts) == 1:
@@ -296,7 +297,7 @@ def test_custom_checkpointer_subclass(tmp_path: Path) -> None:
     # Each save carries only records that changed since the previous one.
     assert sum(len(s) for s in store.saves) == 6
     with pytest.raises(CheckpointError, match="no floats"):
-        runner.submit(square, 1.5)
+        TaskRunner(checkpointer=store).submit(square, 1.5)  # `runner` is shut down by now
     CALLS.clear()
     with TaskRunner.resume(store) as again:
         t = build(again, order=[4, 3, 2, 1, 0])

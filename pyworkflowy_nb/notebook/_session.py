@@ -268,6 +268,9 @@ class Session:
                 name=cell.name,
                 backend="asyncio" if cell.backend == "process" else cell.backend,
                 retries=cell.retries,
+                # Cells retry at once, as they always did (the magics have no backoff flag);
+                # the engine's own default is 0.1.0's exponential backoff.
+                backoff="none",
                 timeout=cell.timeout,
                 version=self.effective_version(cell),
             )
