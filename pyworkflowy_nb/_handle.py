@@ -302,7 +302,13 @@ class ErrorView:
         return type(self._error)
 
     def __getattr__(self, name: str) -> Any:
+        if name in ErrorView.__slots__:  # not set yet (mid-copy): never recurse
+            raise AttributeError(name)
         return getattr(self._error, name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sent elsewhere, the view cannot wait on its handle: it travels as the error itself.
+        return (_same, (self._error,))
 
     def __bool__(self) -> bool:
         return self._error is not None
@@ -320,6 +326,10 @@ class ErrorView:
 
     def __repr__(self) -> str:
         return repr(self._error)
+
+
+def _same(value: object) -> object:
+    return value
 
 
 class RunResults(Mapping[str, TaskResult]):

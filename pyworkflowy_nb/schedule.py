@@ -121,7 +121,12 @@ class FireTime(float):
         return self
 
     def __getattr__(self, name: str) -> Any:
+        if name == "at":  # not set yet (mid-copy): never recurse
+            raise AttributeError(name)
         return getattr(self.at, name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FireTime, (self.at,))
 
     def _compare(self, other: object, op: Callable[[Any, Any], bool]) -> bool:
         if isinstance(other, datetime):
@@ -621,11 +626,13 @@ class Scheduler:
         """Make sure fired handles get run, without ever blocking on the run."""
         with self._lock:
             self._outstanding = [h for h in self._outstanding if not h.done()] + handles
-            waiting = bool(self._outstanding)
-        if not waiting:
-            return
-        # The runner of the handles themselves: the bound one may have changed since.
-        runner = self._outstanding[-1].runner
+            # The runners of the handles themselves: a scheduler made without a runner submits
+            # to whichever is bound at each tick, so there may be more than one.
+            runners = list({id(h.runner): h.runner for h in self._outstanding}.values())
+        for runner in runners:
+            self._start_run(runner)
+
+    def _start_run(self, runner: TaskRunner) -> None:
         if runner.running:
             return
         try:

@@ -182,3 +182,13 @@ def test_handles_are_awaitable() -> None:
 
     value, caught = asyncio.run(main())
     assert value == 9 and isinstance(caught, ValueError)
+
+
+def test_the_exception_view_pickles_as_the_error_itself() -> None:
+    import pickle
+
+    with pyworkflowy.TaskRunner(on_task_error="continue") as runner:
+        bad = fails.submit()
+        runner.run()
+    copied = pickle.loads(pickle.dumps(bad.exception))
+    assert type(copied) is ValueError and copied.args == ("broken",)

@@ -11,7 +11,13 @@ import pytest
 from engine_helpers import HANG_GUARD, wait_until
 
 import pyworkflowy_nb as pyworkflowy
-from pyworkflowy_nb.schedule import CronExpression, ScheduledJob, Scheduler, parse_cron
+from pyworkflowy_nb.schedule import (
+    CronExpression,
+    EpochClock,
+    ScheduledJob,
+    Scheduler,
+    parse_cron,
+)
 
 # -- cron ------------------------------------------------------------------------------------
 
@@ -213,3 +219,36 @@ def test_start_and_stop_with_wait_and_timeout() -> None:
         sched.stop(wait=False)  # returns without joining the thread
         sched.stop(timeout=None)  # and this one joins it
         assert not sched.running
+
+
+def test_start_without_a_runner_uses_the_one_bound_around_start() -> None:
+    fired = threading.Event()
+
+    @pyworkflowy.task(name="ping")
+    def ping() -> None:
+        fired.set()
+
+    sched = Scheduler(tick_seconds=0.02)  # made outside any runner
+    job = sched.every(0.05).do(ping)
+    with pyworkflowy.TaskRunner() as runner:
+        sched.start()  # its thread sees the runner bound here
+        try:
+            assert fired.wait(HANG_GUARD)
+        finally:
+            sched.stop(timeout=HANG_GUARD)
+        handle = job.last_handle
+        assert handle is not None and handle.runner is runner
+        assert handle.wait(HANG_GUARD)
+
+
+def test_a_fire_time_survives_copy_and_pickle() -> None:
+    import copy
+    import pickle
+
+    # A UTC clock: the machine's zone may be read from a file, and such zones do not pickle.
+    clock = EpochClock(Ticker(START), tz=UTC)
+    job = Scheduler(runner=pyworkflowy.TaskRunner(), clock=clock).every(5).do(beat)
+    when = job.next_fire
+    assert when is not None
+    for clone in (copy.copy(when), copy.deepcopy(when), pickle.loads(pickle.dumps(when))):
+        assert clone == when and clone.at == when.at == job.next_fire_at
