@@ -75,7 +75,12 @@ def _as_timedelta(amount: float | timedelta) -> timedelta:
         raise TypeError(
             f"advance() takes seconds (int or float) or a timedelta, got {type(amount).__name__}"
         )
-    return timedelta(seconds=amount)
+    try:
+        return timedelta(seconds=amount)
+    except (OverflowError, ValueError):  # NaN, infinities, more than timedelta.max
+        raise ValueError(
+            f"advance() takes a finite number of seconds up to {timedelta.max.total_seconds():g}"
+            f", got {amount!r}") from None
 
 
 class FakeClock:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._arguments import check_optional_seconds
 from .exceptions import TaskError
 
 if TYPE_CHECKING:
@@ -159,6 +160,8 @@ class TaskHandle(Generic[R]):
 
     def result(self, timeout: float | None = None) -> R:
         """The task's value; raises its failure. Blocks up to ``timeout`` seconds if not done."""
+        timeout = check_optional_seconds("result(timeout=...)", timeout,
+                                         fix="use None to wait until the task ends")
         if self.status in _TERMINAL:
             return self._outcome()
         self.runner._check_can_wait(self)

@@ -50,12 +50,19 @@ import contextlib
 import heapq
 import itertools
 import logging
-import math
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._arguments import (
+    MIN_INTERVAL,
+    check_interval,
+    check_label,
+    check_optional_seconds,
+    check_runner,
+    check_seconds,
+)
 from ._clock import Clock, FakeClock, SystemClock
 from ._cron import CronExpression, parse_cron
 
@@ -194,7 +201,7 @@ class JobBuilder:
     ) -> None:
         self._scheduler = scheduler
         self._kind: JobKind = kind
-        self._name = name
+        self._name = check_label(f"{kind}(name=...)", name)
         self._interval = interval
         self._expression = expression
         self._when = when
@@ -216,6 +223,11 @@ class JobBuilder:
             expression=self._expression,
             when=self._when,
         )
+
+
+_RUNNER_FIX = ("pass the TaskRunner itself, Scheduler(runner=runner), or leave it out inside "
+               "`with TaskRunner() as runner:`")
+_EVERY_FIX = "pass seconds or a timedelta; for firings rarer than yearly use cron(...) or at(...)"
 
 
 def _bound_runner() -> TaskRunner:
@@ -255,10 +267,9 @@ class Scheduler:
     ) -> None:
         if clock is not None and not isinstance(clock, Clock):
             raise TypeError(f"clock must have a now() method returning a datetime, got {clock!r}")
-        if not (isinstance(poll_interval, int | float) and 0 < poll_interval < math.inf):
-            raise ValueError(
-                f"poll_interval must be a positive number of seconds, got {poll_interval!r}"
-            )
+        if runner is not None:
+            check_runner("Scheduler(runner=...)", runner, fix=_RUNNER_FIX)
+        poll_interval = check_seconds("poll_interval", poll_interval, minimum=MIN_INTERVAL)
         self._runner: TaskRunner = runner if runner is not None else _bound_runner()
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._poll_interval = float(poll_interval)
@@ -316,19 +327,7 @@ class Scheduler:
 
     def every(self, seconds: float | timedelta, *, name: str | None = None) -> JobBuilder:
         """Fire every ``seconds`` (a number or a timedelta), first ``seconds`` from now."""
-        interval = seconds if isinstance(seconds, timedelta) else None
-        if interval is None:
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-                raise TypeError(
-                    f"every() takes seconds as a number or a timedelta, got {seconds!r}"
-                )
-            if not 0 < seconds < math.inf:
-                raise ValueError(
-                    f"every() needs a positive, finite number of seconds, got {seconds!r}"
-                )
-            interval = timedelta(seconds=seconds)
-        elif interval <= timedelta(0):
-            raise ValueError(f"every() needs a positive interval, got {seconds!r}")
+        interval = check_interval("every(seconds)", seconds, fix=_EVERY_FIX)
         return JobBuilder(self, "every", name, interval=interval)
 
     def cron(self, expr: str | CronExpression, *, name: str | None = None) -> JobBuilder:
@@ -584,6 +583,8 @@ class Scheduler:
         Jobs stay registered, so ``start()`` can resume them; missed firings are not backfilled.
         Already-submitted handles keep running in the runner.
         """
+        timeout = check_optional_seconds("stop(timeout=...)", timeout,
+                                         fix="use None to wait until the thread ends")
         self._stopping.set()
         self._notify()
         thread = self._thread

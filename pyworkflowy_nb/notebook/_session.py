@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
+from .._arguments import check_optional_seconds
 from .._handle import RunResults, TaskHandle, TaskResult
 from .._task import Task
 from ..exceptions import CheckpointError
@@ -178,8 +179,11 @@ class Session:
             )
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise UsageError(f"--retries must be a whole number >= 0, got {retries!r}")
-        if timeout is not None and not timeout > 0:
-            raise UsageError(f"--timeout must be a positive number of seconds, got {timeout!r}")
+        try:
+            timeout = check_optional_seconds("--timeout", timeout, above=True,
+                                             fix="leave --timeout out for no timeout")
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
         code = to_python(self.shell, source)
         filename = f"<wfy-task {name}>"
         body, last, is_async = compile_cell(code, filename)
