@@ -24,8 +24,8 @@ Design decisions
   with fork creates all its workers at once, so ``max_workers=10**400`` would fork forever.
   ``retries`` and ``priority`` stay unbounded integers: nothing turns them into a float or a
   sleep.
-* **Collaborators** are checked by what the engine needs from them (a runner has ``submit``, an
-  executor mapping is a ``Mapping``), so test doubles and subclasses keep working.
+* **Collaborators** are checked by type where the value is given: a runner is a
+  ``TaskRunner`` (subclasses welcome), executors are a ``Mapping`` from backend name to executor.
 * Wrong types are ``TypeError``; right type, wrong value is ``ValueError``.
 """
 
@@ -146,9 +146,12 @@ def check_label(what: str, value: object) -> str | None:
 
 
 def check_runner(what: str, value: object, *, fix: str) -> None:
-    """Refuse something that cannot take ``submit()``: a runner is needed later, when a job
-    fires or a task is queued, and failing then hides where the mistake was made."""
-    if not callable(getattr(value, "submit", None)):
+    """Refuse anything but a TaskRunner: the runner is used later, when a job fires or a task
+    is queued, and failing then hides where the mistake was made. (A pool also has submit(),
+    so looking for that method alone would let ``runner=pool`` through.)"""
+    from ._run import TaskRunner  # here, not at the top: _run imports this module
+
+    if not isinstance(value, TaskRunner):
         raise TypeError(f"{what} must be a TaskRunner, got {_kind(value)}: {fix}")
 
 

@@ -52,6 +52,9 @@ class SystemClock:
     """The real time. ``tz=None`` means the machine's local zone (see the module docstring)."""
 
     def __init__(self, tz: tzinfo | None = None) -> None:
+        if tz is not None and not isinstance(tz, tzinfo):
+            raise TypeError(f"SystemClock(tz=...) must be a tzinfo such as ZoneInfo('Europe/Paris')"
+                            f" or None for the local zone, got {tz!r}")
         self._tz = tz if tz is not None else _local_zone()
 
     @property
