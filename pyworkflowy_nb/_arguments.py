@@ -44,8 +44,8 @@ __all__ = [
     "MAX_WORKERS",
     "MIN_INTERVAL",
     "check_at_most",
-    "check_checkpoint_file",
     "check_executor_map",
+    "check_file_path",
     "check_interval",
     "check_label",
     "check_optional_seconds",
@@ -166,11 +166,17 @@ def check_executor_map(value: object) -> Mapping[Any, Any]:
     return value
 
 
-def check_checkpoint_file(what: str, path: object) -> None:
-    """Refuse a checkpoint path that is an existing directory: writing it would fail only at
-    the first save, in the middle of a run."""
-    if isinstance(path, str | os.PathLike) and os.path.isdir(path):
+def check_file_path(what: str, path: object) -> None:
+    """Refuse a file path that is not a path (an int would even be opened as a descriptor) or
+    that is an existing directory: writing to it would fail only at the first write, mid-run.
+    ``None`` (no file) passes."""
+    if path is None:
+        return
+    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+        raise TypeError(f"{what} must be a file path (a str or a pathlib.Path), "
+                        f"got {_kind(path)}")
+    if os.path.isdir(path):
         example = os.path.join(os.fspath(path), "checkpoint.json")
         raise ValueError(
-            f"{what} {os.fspath(path)!r} is a directory; a checkpoint is a file: name one "
-            f"inside it, e.g. {example!r}")
+            f"{what} {os.fspath(path)!r} is a directory, not a file: name a file inside it, "
+            f"e.g. {example!r}")

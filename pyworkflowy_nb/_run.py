@@ -22,8 +22,8 @@ from . import _graph
 from ._arguments import (
     MAX_WORKERS,
     check_at_most,
-    check_checkpoint_file,
     check_executor_map,
+    check_file_path,
     check_seconds,
 )
 from ._checkpoint import Checkpointer, JSONCheckpointer, Record, checkpointer_for_path
@@ -96,7 +96,7 @@ class TaskRunner:
                 "Client")
         self.on_task_error = check_choice("on_task_error", on_task_error, ON_TASK_ERROR)
         checkpoint_interval = check_seconds("checkpoint_interval", checkpoint_interval)
-        check_checkpoint_file("checkpoint_path", checkpoint_path)
+        check_file_path("checkpoint_path", checkpoint_path)
         if checkpoint_path is not None and checkpointer is not None:
             raise ValueError("pass checkpoint_path= or checkpointer=, not both")
         if checkpointer is not None and not isinstance(checkpointer, Checkpointer):

@@ -524,6 +524,15 @@ def test_other_collaborators_are_checked_at_the_call() -> None:
         SystemClock(tz="Europe/Paris")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("bad", [5, b"log.jsonl", "", ["log.jsonl"]], ids=str)
+def test_event_log_path_is_a_file_path(bad: Any, tmp_path: Path) -> None:
+    # An int used to be opened as a file descriptor and written to.
+    with pytest.raises(TypeError, match=r"EventLog\(path=\.\.\.\) must be a file path"):
+        EventLog(_RUNNER, path=bad)
+    with pytest.raises(ValueError, match="is a directory"):
+        EventLog(_RUNNER, path=tmp_path)  # type: ignore[arg-type]
+
+
 def test_magics_refuse_what_the_engine_refuses(magics: WorkflowMagics, tmp_path: Path) -> None:
     for text in ("inf", "1e400", "nan", "1e300", "0"):
         with pytest.raises(UsageError, match="argument --timeout: expected a positive, finite"):

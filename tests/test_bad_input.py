@@ -210,7 +210,7 @@ def test_bad_task_key_type() -> None:
 
 
 def test_checkpoint_path_of_the_wrong_type() -> None:
-    with pytest.raises(TypeError, match="checkpoint path must be a file path"):
+    with pytest.raises(TypeError, match="checkpoint_path must be a file path"):
         TaskRunner(checkpoint_path=3)  # type: ignore[arg-type]
 
 

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from .._arguments import check_checkpoint_file, check_optional_seconds
+from .._arguments import check_file_path, check_optional_seconds
 from .._handle import RunResults, TaskHandle, TaskResult
 from .._task import Task
 from ..exceptions import CheckpointError
@@ -438,10 +438,11 @@ class Session:
 
     def configure_checkpoint(self, checkpoint: str | os.PathLike[str] | bool) -> Path | None:
         """``True``: the default file for this notebook; ``False``: off; a path: that file."""
-        try:
-            check_checkpoint_file("checkpoint", checkpoint)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        if isinstance(checkpoint, str | os.PathLike) and os.fspath(checkpoint):
+            try:  # a directory would fail only at the first run's save
+                check_file_path("checkpoint", os.path.expanduser(checkpoint))
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         return self._checkpoint.configure(checkpoint, self.user_ns)
 
     def checkpointer(self) -> FileCheckpointer | None:
