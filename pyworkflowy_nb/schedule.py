@@ -326,7 +326,10 @@ class Scheduler:
     # -- registering jobs ---------------------------------------------------------------------
 
     def every(self, seconds: float | timedelta, *, name: str | None = None) -> JobBuilder:
-        """Fire every ``seconds`` (a number or a timedelta), first ``seconds`` from now."""
+        """Fire every ``seconds`` (a number or a timedelta), first ``seconds`` from now.
+
+        The interval is from 1 ms to one year; for rarer firings use ``cron`` or ``at``.
+        """
         interval = check_interval("every(seconds)", seconds, fix=_EVERY_FIX)
         return JobBuilder(self, "every", name, interval=interval)
 
