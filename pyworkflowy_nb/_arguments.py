@@ -65,7 +65,7 @@ def show(value: object) -> str:
     """A short rendering of ``value`` for a message: huge integers by size, long reprs cut."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         digits = int(value.bit_length() * math.log10(2)) + 1
-        return f"{'-' if value < 0 else ''}an integer of about {digits} digits"
+        return f"{'a negative' if value < 0 else 'an'} integer of about {digits} digits"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
