@@ -57,6 +57,9 @@ class SystemClock:
     """The real time. ``tz=None`` means the machine's local zone (see the module docstring)."""
 
     def __init__(self, tz: tzinfo | None = None) -> None:
+        if tz is not None and not isinstance(tz, tzinfo):
+            raise TypeError(f"SystemClock(tz=...) must be a tzinfo such as ZoneInfo('Europe/Paris')"
+                            f" or None for the local zone, got {tz!r}")
         self._tz = tz if tz is not None else _local_zone()
 
     @property
@@ -106,7 +109,12 @@ def _as_timedelta(amount: float | timedelta) -> timedelta:
         raise TypeError(
             f"advance() takes seconds (int or float) or a timedelta, got {type(amount).__name__}"
         )
-    return timedelta(seconds=amount)
+    try:
+        return timedelta(seconds=amount)
+    except (OverflowError, ValueError):  # NaN, infinities, more than timedelta.max
+        raise ValueError(
+            f"advance() takes a finite number of seconds up to {timedelta.max.total_seconds():g}"
+            f", got {amount!r}") from None
 
 
 class FakeClock:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ._arguments import check_file_path, check_runner
+
 if TYPE_CHECKING:
     from ._handle import TaskHandle
 
@@ -93,6 +95,8 @@ class EventLog:
     """
 
     def __init__(self, runner: Any, path: str | None = None) -> None:
+        check_runner("EventLog(runner)", runner, fix="pass the TaskRunner whose events to keep")
+        check_file_path("EventLog(path=...)", path)
         self.events: list[TaskEvent] = []
         self._file: TextIO | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
         self._lock = threading.Lock()

@@ -29,6 +29,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._arguments import check_optional_seconds
 from .exceptions import TaskError
 
 if TYPE_CHECKING:
@@ -211,6 +212,8 @@ class TaskHandle(Generic[R]):
 
     def _block(self, timeout: float | None, method: str) -> TimeoutError | None:
         """Wait until terminal; the TimeoutError to raise if ``timeout`` ran out first."""
+        timeout = check_optional_seconds(f"{method}(timeout=...)", timeout,
+                                         fix="use None to wait until the task ends")
         if self.status in _TERMINAL:
             return None
         self.runner._check_can_wait(self, timeout, method)

@@ -24,6 +24,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _graph
+from ._arguments import (
+    MAX_WORKERS,
+    check_at_most,
+    check_executor_map,
+    check_file_path,
+    check_seconds,
+)
 from ._checkpoint import Checkpointer, JSONCheckpointer, Record, checkpointer_for_path
 from ._context import _current_runner
 from ._dispatch import Dispatcher, Run
@@ -56,6 +63,8 @@ class TaskRunner:
         executors: Mapping[str, Executor] | None = None,
     ) -> None:
         check_non_negative("max_workers", max_workers, integer=True, positive=True)
+        check_at_most("max_workers", max_workers, MAX_WORKERS,
+                      fix="leave it as None for the backend's default size")
         self.max_workers = max_workers
         # The process backend's start method; None keeps the platform default (fork on Linux
         # up to 3.13). "spawn" or "forkserver" are safer in processes with many threads.
@@ -68,7 +77,7 @@ class TaskRunner:
         # get_executor(pure=False) for "dask", or a pool of their own for "thread"/"process".
         # The runner never shuts these down.
         self.executors: dict[str, Executor] = {}
-        for name, executor in (executors or {}).items():
+        for name, executor in check_executor_map(executors).items():
             if name == "asyncio":
                 raise ValueError("the asyncio backend runs on the event loop and takes no "
                                  "executor; supply one for 'thread', 'process' or 'dask'")
@@ -92,7 +101,8 @@ class TaskRunner:
                 f"{{{self.backend!r}: client.get_executor(pure=False)}}) with a dask.distributed "
                 "Client")
         self.on_task_error = check_choice("on_task_error", on_task_error, ON_TASK_ERROR)
-        check_non_negative("checkpoint_interval", checkpoint_interval, allow_none=False)
+        checkpoint_interval = check_seconds("checkpoint_interval", checkpoint_interval)
+        check_file_path("checkpoint_path", checkpoint_path)
         if checkpoint_path is not None and checkpointer is not None:
             raise ValueError("pass checkpoint_path= or checkpointer=, not both")
         if checkpointer is not None and not isinstance(checkpointer, Checkpointer):

@@ -17,6 +17,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
+from ._arguments import check_optional_seconds, check_runner, check_seconds
 from ._context import get_current_runner
 from ._policy import BACKENDS, BACKOFFS, DEP_POLICIES, RetryPolicy, check_choice, check_non_negative
 
@@ -47,6 +48,10 @@ def _default_name(fn: Callable[..., Any]) -> str:
 
 def _normalise_retry_on(value: object) -> tuple[type[BaseException], ...]:
     items = value if isinstance(value, tuple) else (value,)
+    if not items:
+        raise ValueError(
+            "retry_on=() retries nothing: name the exceptions to retry, e.g. "
+            "retry_on=(OSError,), or pass retries=0 for no retries")
     for item in items:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
             raise TypeError(
@@ -92,10 +97,11 @@ class Task(Generic[P, R]):
             retries = max_attempts - 1
         retries = 0 if retries is None else retries
         check_non_negative("retries", retries, integer=True)
-        check_non_negative("timeout", timeout, positive=True)
-        check_non_negative("backoff_base", backoff_base, allow_none=False)
-        check_non_negative("backoff_max", backoff_max, allow_none=False)
-        check_non_negative("jitter", jitter, allow_none=False)
+        timeout = check_optional_seconds("timeout", timeout, above=True,
+                                         fix="use timeout=None for no timeout")
+        backoff_base = check_seconds("backoff_base", backoff_base)
+        backoff_max = check_seconds("backoff_max", backoff_max)
+        jitter = check_seconds("jitter", jitter)
         if backend is not None:
             check_choice("backend", backend, BACKENDS)
         check_choice("backoff", backoff, BACKOFFS)
@@ -194,6 +200,10 @@ class Task(Generic[P, R]):
         **kwargs: Any,
     ) -> TaskHandle[R]:
         """Enqueue on ``runner`` (or the one bound by ``with TaskRunner()``); return its handle."""
+        if runner is not None:
+            check_runner("submit(runner=...)", runner,
+                         fix="pass the TaskRunner itself, or leave runner out inside "
+                         "`with TaskRunner() as runner:`")
         target = runner if runner is not None else get_current_runner()
         if target is None:
             raise RuntimeError(_NO_RUNNER.format(name=self.name))

@@ -50,10 +50,11 @@ pyWorkflowy 0.1.0 compatibility
   a zero-argument callable returning epoch seconds (read as instants in the local zone).
 * :class:`ScheduledJob` (``Job`` is the same class) carries 0.1.0's fields: ``next_fire`` (epoch
   seconds), ``interval`` (seconds), ``cron``, ``one_shot``, ``last_handle``, ``cancelled`` (a
-  one-shot is cancelled once it fired). ``next_fire`` was a datetime here; it is now a
-  :class:`FireTime`, a float of epoch seconds that also answers the datetime's attributes
-  (``strftime``, ``tzinfo``...) and compares equal to a datetime of the same instant, so both
-  readings work. ``next_fire_at`` is the plain datetime, ``every`` the interval as a timedelta.
+  one-shot is cancelled once it fired). ``next_fire`` and ``interval`` were a datetime and a
+  timedelta here. They are now floats that still read as those objects: a :class:`FireTime`
+  answers the datetime's attributes (``strftime``, ``tzinfo``...) and equals a datetime of the
+  same instant; an :class:`Interval` answers ``total_seconds()`` and equals the timedelta. The
+  plain objects are ``next_fire_at`` and ``every``.
 * ``at()`` takes a datetime or epoch seconds; ``jobs`` reads as a list and is callable
   (``sched.jobs()``); ``sched.cancel(job)`` is ``job.cancel()`` for a job of this scheduler.
 """
@@ -67,13 +68,20 @@ import contextvars
 import heapq
 import itertools
 import logging
-import math
 import operator
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._arguments import (
+    MIN_INTERVAL,
+    check_interval,
+    check_label,
+    check_optional_seconds,
+    check_runner,
+    check_seconds,
+)
 from ._clock import Clock, EpochClock, FakeClock, SystemClock
 from ._cron import CronExpression, parse_cron
 from ._views import CallableList
@@ -88,6 +96,7 @@ __all__ = [
     "EpochClock",
     "FakeClock",
     "FireTime",
+    "Interval",
     "Job",
     "JobBuilder",
     "ScheduledJob",
@@ -103,36 +112,35 @@ JobKind = Literal["every", "cron", "at"]
 _THREAD_NAME = "pyworkflowy-scheduler"
 
 
-class FireTime(float):
-    """A firing time: epoch seconds (pyWorkflowy 0.1.0's ``next_fire``) that also stands for
-    the datetime it came from, in the clock's zone.
+class _NumberView(float):
+    """A float (what pyWorkflowy 0.1.0 gave) that also reads as the richer object it was made
+    from (what this package gave): attributes the float lacks go to that object, and comparing
+    with an object of its kind compares the objects (see :meth:`_versus`)."""
 
-    Arithmetic, ``repr`` and hashing are the float's. Attribute access the float lacks goes to
-    the datetime (``job.next_fire.strftime("%H:%M")``), ``.at`` is the datetime itself, and
-    comparing with a datetime compares instants (naive ones as wall times, as the clock does).
-    """
+    __slots__ = ("_of",)
+    _of: Any
 
-    __slots__ = ("at",)
-    at: datetime
-
-    def __new__(cls, when: datetime) -> FireTime:
-        self = super().__new__(cls, when.timestamp())
-        self.at = when
+    def __new__(cls, of: Any, number: float) -> Any:
+        self = super().__new__(cls, number)
+        self._of = of
         return self
 
     def __getattr__(self, name: str) -> Any:
-        if name == "at":  # not set yet (mid-copy): never recurse
+        if name == "_of":  # not set yet (mid-copy): never recurse
             raise AttributeError(name)
-        return getattr(self.at, name)
+        return getattr(self._of, name)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (FireTime, (self.at,))
+        return (type(self), (self._of,))
+
+    def _versus(self, other: object) -> tuple[Any, Any] | None:
+        """The pair to compare when ``other`` is of the wrapped kind, else None."""
+        raise NotImplementedError
 
     def _compare(self, other: object, op: Callable[[Any, Any], bool]) -> bool:
-        if isinstance(other, datetime):
-            if (self.at.tzinfo is None) != (other.tzinfo is None):
-                return op is operator.ne  # naive and aware never denote the same instant
-            return op(_instant(self.at), _instant(other))
+        pair = self._versus(other)
+        if pair is not None:
+            return op(*pair)
         if isinstance(other, int | float):
             return op(float(self), other)
         return NotImplemented  # type: ignore[no-any-return]  # a dunder passes it on
@@ -156,6 +164,68 @@ class FireTime(float):
 
     def __ge__(self, other: object) -> bool:
         return self._compare(other, operator.ge)
+
+
+class FireTime(_NumberView):
+    """A firing time: epoch seconds (pyWorkflowy 0.1.0's ``next_fire``) that also stands for
+    the datetime it came from, in the clock's zone.
+
+    Arithmetic, ``repr`` and hashing are the float's. Attribute access the float lacks goes to
+    the datetime (``job.next_fire.strftime("%H:%M")``), ``.at`` is the datetime itself, and
+    comparing with a datetime compares instants (naive ones as wall times, as the clock does).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, when: datetime) -> FireTime:
+        made: FireTime = super().__new__(cls, when, when.timestamp())
+        return made
+
+    @property
+    def at(self) -> datetime:
+        when: datetime = self._of
+        return when
+
+    def _versus(self, other: object) -> tuple[Any, Any] | None:
+        if not isinstance(other, datetime):
+            return None
+        if (self.at.tzinfo is None) != (other.tzinfo is None):
+            return self.at, other  # as datetimes do: unequal, and ordering them is a TypeError
+        return _instant(self.at), _instant(other)
+
+
+class Interval(_NumberView):
+    """The period of an ``every`` job: seconds (pyWorkflowy 0.1.0's reading) that also stand
+    for the timedelta this package stored before.
+
+    Float arithmetic, ``repr`` and hashing are the float's; ``total_seconds()``, ``days`` and
+    the other timedelta attributes answer as the timedelta (``.delta``) would; it compares
+    with a timedelta as a duration, and adding it to a datetime adds the timedelta.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, delta: timedelta) -> Interval:
+        made: Interval = super().__new__(cls, delta, delta.total_seconds())
+        return made
+
+    @property
+    def delta(self) -> timedelta:
+        delta: timedelta = self._of
+        return delta
+
+    def _versus(self, other: object) -> tuple[Any, Any] | None:
+        return (self.delta, other) if isinstance(other, timedelta) else None
+
+    def __radd__(self, other: Any) -> Any:
+        if isinstance(other, datetime | timedelta):
+            return other + self.delta
+        return float(self) + other
+
+    def __rsub__(self, other: Any) -> Any:
+        if isinstance(other, datetime | timedelta):
+            return other - self.delta
+        return other - float(self)
 
 
 def _instant(dt: datetime) -> datetime:
@@ -217,9 +287,10 @@ class ScheduledJob:
         return self._next_fire
 
     @property
-    def interval(self) -> float | None:
-        """Seconds between firings of an ``every`` job; None for cron and one-shot jobs."""
-        return None if self.every is None else self.every.total_seconds()
+    def interval(self) -> Interval | None:
+        """Seconds between firings of an ``every`` job (an :class:`Interval`, which also reads
+        as the timedelta); None for cron and one-shot jobs."""
+        return None if self.every is None else Interval(self.every)
 
     @property
     def cron(self) -> CronExpression | None:
@@ -301,7 +372,7 @@ class JobBuilder:
     ) -> None:
         self._scheduler = scheduler
         self._kind: JobKind = kind
-        self._name = name
+        self._name = check_label(f"{kind}(name=...)", name)
         self._interval = interval
         self._expression = expression
         self._when = when
@@ -325,6 +396,11 @@ class JobBuilder:
         )
 
 
+_RUNNER_FIX = ("pass the TaskRunner itself, Scheduler(runner=runner), or leave it out inside "
+               "`with TaskRunner() as runner:`")
+_EVERY_FIX = "pass seconds or a timedelta; for firings rarer than yearly use cron(...) or at(...)"
+
+
 def _bound_runner() -> TaskRunner | None:
     from ._context import get_current_runner
 
@@ -333,9 +409,14 @@ def _bound_runner() -> TaskRunner | None:
 
 def _from_epoch(seconds: float, now: datetime) -> datetime:
     """Epoch seconds as a datetime of the same kind as the clock's ``now``."""
-    if now.tzinfo is None:
-        return datetime.fromtimestamp(seconds)  # naive clocks read local wall time
-    return datetime.fromtimestamp(seconds, tz=now.tzinfo)
+    try:
+        if now.tzinfo is None:
+            return datetime.fromtimestamp(seconds)  # naive clocks read local wall time
+        return datetime.fromtimestamp(seconds, tz=now.tzinfo)
+    except (OverflowError, OSError, ValueError):  # NaN, infinities, years past 9999
+        raise ValueError(
+            f"at() got {seconds!r} epoch seconds, which is no time a clock can reach: pass "
+            "time.time() plus a delay, or a datetime") from None
 
 
 def _log_run_outcome(future: concurrent.futures.Future[RunResults]) -> None:
@@ -367,20 +448,21 @@ class Scheduler:
         # A Clock has a now() *method*; the runtime Protocol check only sees that an attribute
         # named `now` exists, which a 0.1.0-style callable clock may have as plain data.
         if clock is not None and not callable(getattr(clock, "now", None)):
-            if not callable(clock):
+            if not callable(clock) or isinstance(clock, type):
                 raise TypeError(
                     "clock must have a now() method returning a datetime, or be a "
                     f"zero-argument callable returning epoch seconds (like time.time), got "
                     f"{clock!r}")
             clock = EpochClock(clock)
         assert clock is None or isinstance(clock, Clock)
+        if runner is not None:
+            check_runner("Scheduler(runner=...)", runner, fix=_RUNNER_FIX)
         knob = "tick_seconds"
         if poll_interval is not None:
             if tick_seconds != 0.5:
                 raise ValueError("pass tick_seconds= or poll_interval= (its older name), not both")
             knob, tick_seconds = "poll_interval", poll_interval
-        if not (isinstance(tick_seconds, int | float) and 0 < tick_seconds < math.inf):
-            raise ValueError(f"{knob} must be a positive number of seconds, got {tick_seconds!r}")
+        tick_seconds = check_seconds(knob, tick_seconds, minimum=MIN_INTERVAL)
         self._runner: TaskRunner | None = runner if runner is not None else _bound_runner()
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._poll_interval = float(tick_seconds)
@@ -446,20 +528,11 @@ class Scheduler:
     # -- registering jobs ---------------------------------------------------------------------
 
     def every(self, seconds: float | timedelta, *, name: str | None = None) -> JobBuilder:
-        """Fire every ``seconds`` (a number or a timedelta), first ``seconds`` from now."""
-        interval = seconds if isinstance(seconds, timedelta) else None
-        if interval is None:
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-                raise TypeError(
-                    f"every() takes seconds as a number or a timedelta, got {seconds!r}"
-                )
-            if not 0 < seconds < math.inf:
-                raise ValueError(
-                    f"every() needs a positive, finite number of seconds, got {seconds!r}"
-                )
-            interval = timedelta(seconds=seconds)
-        elif interval <= timedelta(0):
-            raise ValueError(f"every() needs a positive interval, got {seconds!r}")
+        """Fire every ``seconds`` (a number or a timedelta), first ``seconds`` from now.
+
+        The interval is from 1 ms to one year; for rarer firings use ``cron`` or ``at``.
+        """
+        interval = check_interval("every(seconds)", seconds, fix=_EVERY_FIX)
         return JobBuilder(self, "every", name, interval=interval)
 
     def cron(self, expr: str | CronExpression, *, name: str | None = None) -> JobBuilder:
@@ -741,6 +814,8 @@ class Scheduler:
         Jobs stay registered, so ``start()`` can resume them; missed firings are not backfilled.
         Already-submitted handles keep running in the runner.
         """
+        timeout = check_optional_seconds("stop(timeout=...)", timeout,
+                                         fix="use None to wait until the thread ends")
         self._stopping.set()
         self._notify()
         thread = self._thread

@@ -59,12 +59,15 @@ def test_non_string_choice() -> None:
 @pytest.mark.parametrize(("options", "pattern"), [
     ({"retries": -1}, r"retries must be >= 0, got -1"),
     ({"max_attempts": 0}, r"max_attempts must be greater than 0, got 0"),
-    ({"timeout": -1.0}, r"timeout must be greater than 0, got -1.0"),
-    ({"timeout": 0}, r"timeout must be greater than 0, got 0"),
-    ({"timeout": math.nan}, r"timeout must be a number, got NaN"),
-    ({"backoff_base": -0.5}, r"backoff_base must be >= 0"),
-    ({"backoff_max": -1}, r"backoff_max must be >= 0"),
-    ({"jitter": -0.1}, r"jitter must be >= 0"),
+    ({"timeout": -1.0}, r"timeout must be a finite number of seconds > 0 .*, got -1.0"),
+    ({"timeout": 0}, r"timeout must be a finite number of seconds > 0 .*, got 0"),
+    ({"timeout": math.nan}, r"timeout must be a finite number of seconds .*, got nan"),
+    ({"timeout": math.inf}, r"got inf: use timeout=None for no timeout"),
+    ({"backoff_base": -0.5}, r"backoff_base must be a finite number of seconds >= 0 "),
+    ({"backoff_max": -1}, r"backoff_max must be a finite number of seconds >= 0 "),
+    ({"jitter": -0.1}, r"jitter must be a finite number of seconds >= 0 "),
+    ({"jitter": 10**400}, r"jitter must be .*, got an integer of about 401 digits"),
+    ({"retry_on": ()}, r"retry_on=\(\) retries nothing"),
 ])
 def test_negative_numbers_on_tasks(options: dict[str, Any], pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
@@ -75,7 +78,8 @@ def test_negative_numbers_on_tasks(options: dict[str, Any], pattern: str) -> Non
     ({"retries": 1.5}, r"retries must be an integer"),
     ({"retries": "3"}, r"retries must be an integer, got '3'"),
     ({"retries": True}, r"retries must be an integer"),
-    ({"timeout": "10"}, r"timeout must be a number, got '10'"),
+    ({"timeout": "10"}, r"timeout must be a number of seconds, got '10' \(str\)"),
+    ({"backoff_base": True}, r"backoff_base must be a number of seconds, got True \(bool\)"),
 ])
 def test_wrong_number_types_on_tasks(options: dict[str, Any], pattern: str) -> None:
     with pytest.raises(TypeError, match=pattern):
@@ -86,8 +90,12 @@ def test_wrong_number_types_on_tasks(options: dict[str, Any], pattern: str) -> N
     ({"max_workers": -2}, ValueError, r"max_workers must be greater than 0, got -2"),
     ({"max_workers": 0}, ValueError, r"max_workers must be greater than 0, got 0"),
     ({"max_workers": 2.5}, TypeError, r"max_workers must be an integer"),
-    ({"checkpoint_interval": -1}, ValueError, r"checkpoint_interval must be >= 0"),
+    ({"checkpoint_interval": -1}, ValueError,
+     r"checkpoint_interval must be a finite number of seconds >= 0 and <= 31536000, got -1"),
     ({"checkpoint_interval": None}, TypeError, r"checkpoint_interval must be a number"),
+    ({"checkpoint_interval": math.inf}, ValueError, r"checkpoint_interval .*, got inf"),
+    ({"max_workers": 10**7}, ValueError, r"max_workers must be <= 1000000, got 10000000"),
+    ({"executors": ["pool"]}, TypeError, r"executors must be a mapping .*\{'thread': pool\}"),
 ])
 def test_bad_runner_numbers(kwargs: dict[str, Any], error: type[Exception],
                             pattern: str) -> None:
@@ -202,7 +210,7 @@ def test_bad_task_key_type() -> None:
 
 
 def test_checkpoint_path_of_the_wrong_type() -> None:
-    with pytest.raises(TypeError, match="checkpoint path must be a file path"):
+    with pytest.raises(TypeError, match="checkpoint_path must be a file path"):
         TaskRunner(checkpoint_path=3)  # type: ignore[arg-type]
 
 

@@ -252,3 +252,17 @@ def test_a_fire_time_survives_copy_and_pickle() -> None:
     assert when is not None
     for clone in (copy.copy(when), copy.deepcopy(when), pickle.loads(pickle.dumps(when))):
         assert clone == when and clone.at == when.at == job.next_fire_at
+
+
+def test_interval_is_seconds_and_still_reads_as_a_timedelta() -> None:
+    sched = Scheduler(runner=pyworkflowy.TaskRunner(), clock=Ticker(START))
+    job = sched.every(timedelta(minutes=1, seconds=30)).do(beat)
+    interval = job.interval
+    assert interval is not None
+    assert interval == 90.0 and isinstance(interval, float) and interval * 2 == 180.0
+    assert interval == timedelta(seconds=90) and interval.total_seconds() == 90.0
+    assert interval < timedelta(minutes=2) and interval > 60
+    assert job.every == timedelta(seconds=90)
+    noon = datetime(2024, 1, 1, 12, 0)
+    assert noon + interval == datetime(2024, 1, 1, 12, 1, 30)
+    assert noon - interval == datetime(2024, 1, 1, 11, 58, 30)

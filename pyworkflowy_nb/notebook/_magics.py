@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +21,7 @@ from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
 
+from .._arguments import MAX_WORKERS, MIN_INTERVAL, seconds_ok, seconds_range, show
 from ..exceptions import CheckpointError, DependencyFailedError
 from ._cells import check_name
 from ._loop import ParentPin
@@ -71,36 +71,46 @@ def parse_argstring(magic: Callable[..., Any], line: str) -> argparse.Namespace:
 # -- argument types: argparse turns ArgumentTypeError into "argument --x: <message>" ------------
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
+def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
-        except ValueError:
+        except ValueError:  # not a whole number, or too many digits to read
             value = minimum - 1
         if value < minimum:
             raise argparse.ArgumentTypeError(
-                f"expected a whole number >= {minimum}, got {text!r}")
+                f"expected a whole number >= {minimum}, got {show(text)}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number <= {maximum}, got {show(text)}")
         return value
 
     return parse
 
 
 _whole = _int_at_least(0)
-_positive_int = _int_at_least(1)
+_positive_int = _int_at_least(1, MAX_WORKERS)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number of seconds, got {text!r}"
-        ) from None
-    if not (0 < value < math.inf):
-        raise argparse.ArgumentTypeError(
-            f"expected a positive, finite number of seconds, got {text!r}"
-        )
-    return value
+def _seconds_at_least(minimum: float, *, above: bool) -> Callable[[str], float]:
+    # The engine's rule (finite, at most a year, at least ``minimum``) on the number typed.
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number of seconds, got {show(text)}") from None
+        if not seconds_ok(value, minimum, above):
+            raise argparse.ArgumentTypeError(
+                f"expected a positive, finite number of seconds {seconds_range(minimum, above)}"
+                f" (a year), got {show(text)}")
+        return value
+
+    return parse
+
+
+_seconds = _seconds_at_least(0.0, above=True)
+_interval = _seconds_at_least(MIN_INTERVAL, above=False)
 
 
 @contextlib.contextmanager
@@ -277,7 +287,7 @@ class WorkflowMagics(Magics):
             if len(rest) < 2:
                 raise UsageError(f"every needs SECONDS and at least one NAME; {_SCHEDULE_USAGE}")
             try:
-                seconds = _seconds(rest[0])
+                seconds = _interval(rest[0])
             except argparse.ArgumentTypeError as exc:
                 raise UsageError(f"every: {exc}") from None
             job = book.every(seconds, rest[1:])

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
+from .._arguments import check_file_path, check_optional_seconds
 from .._handle import RunResults, TaskHandle, TaskResult
 from .._task import Task
 from ..exceptions import CheckpointError
@@ -178,8 +179,11 @@ class Session:
             )
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise UsageError(f"--retries must be a whole number >= 0, got {retries!r}")
-        if timeout is not None and not timeout > 0:
-            raise UsageError(f"--timeout must be a positive number of seconds, got {timeout!r}")
+        try:
+            timeout = check_optional_seconds("--timeout", timeout, above=True,
+                                             fix="leave --timeout out for no timeout")
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
         code = to_python(self.shell, source)
         filename = f"<wfy-task {name}>"
         body, last, is_async = compile_cell(code, filename)
@@ -437,6 +441,11 @@ class Session:
 
     def configure_checkpoint(self, checkpoint: str | os.PathLike[str] | bool) -> Path | None:
         """``True``: the default file for this notebook; ``False``: off; a path: that file."""
+        if isinstance(checkpoint, str | os.PathLike) and os.fspath(checkpoint):
+            try:  # a directory would fail only at the first run's save
+                check_file_path("checkpoint", os.path.expanduser(checkpoint))
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         return self._checkpoint.configure(checkpoint, self.user_ns)
 
     def checkpointer(self) -> FileCheckpointer | None:
