@@ -7,7 +7,7 @@ cloudpickle, unlike JSON, runs code when it loads:
 * **Owner-only files.** Segments and manifest are created 0600 and the ``<path>.d`` folder is
   forced to 0700 whatever the umask (``mkdir``'s mode is filtered by it, ``chmod`` is not).
 * **Signatures.** Every segment and the manifest carry an HMAC-SHA256 under the per-user key of
-  :mod:`._keys`. The engine verifies the manifest, then each segment's digest and signature,
+  :mod:`.._keys`. The engine verifies the manifest, then each segment's digest and signature,
   before it hands a single byte to :meth:`decode`; an unsigned or mis-signed file is refused.
 * **Version pinning.** cloudpickle output is only portable between identical interpreters and
   libraries (it pickles cell-defined functions as bytecode and library objects by reference).
@@ -38,9 +38,9 @@ from typing import Any, ClassVar
 import cloudpickle
 
 from .._checkpoint import FileCheckpointer
+from .._keys import default_key_path, load_or_create_key, sign_bytes, signatures_match
 from ..exceptions import CheckpointError
 from ._fingerprint import code_fingerprint
-from ._keys import default_key_path, load_or_create_key, sign_bytes, signatures_match
 
 __all__ = [
     "CloudpickleCheckpointer",
@@ -103,7 +103,7 @@ class CloudpickleCheckpointer(FileCheckpointer):
     """A checkpoint that stores anything cloudpickle accepts, signed with a per-user key.
 
     ``key`` is the HMAC secret (at least 16 bytes); by default it is read from, or created
-    in, the user's config folder (see :func:`~pyworkflowy_nb.notebook._keys.default_key_path`).
+    in, the user's config folder (see :func:`~pyworkflowy_nb._keys.default_key_path`).
     Only open checkpoints written by you on the same environment: the signature check makes
     files from anybody without your key fail to load rather than run their code.
     """
