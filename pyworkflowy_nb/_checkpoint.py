@@ -40,6 +40,7 @@ import abc
 import hashlib
 import hmac
 import json
+import json.encoder
 import os
 import pickle
 import threading
@@ -84,6 +85,12 @@ _BASE_FIELDS = frozenset({"format", "version", "codec", "segments"})
 _SEGMENT_FIELDS = frozenset({"file", "sha256", "signature", "records"})
 _SCALARS = (int, str, bool, type(None))
 _JSON = json.JSONEncoder(separators=(",", ":"))
+# json.dumps builds a C encoder per call, which costs more than encoding a small record; the
+# journal encodes one record per completion, so it keeps one. (No cycle check: a cyclic value
+# ends in RecursionError, which makes that record "unpersisted" like any unencodable value.)
+_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE = (_MAKE_ENCODER(None, _JSON.default, json.encoder.encode_basestring_ascii, None, ":",
+                           ",", False, False, True) if _MAKE_ENCODER is not None else None)
 
 
 class Checkpointer(abc.ABC):
@@ -296,19 +303,24 @@ class FileCheckpointer(Checkpointer):
                     self._jfd = None  # the next append opens a new journal
                 floor = self._seq
                 self._journal_bytes = 0
-            for fd in ([old_fd] if old_fd is not None else []) + retired:
-                close_synced(fd)
+            old_fds = ([old_fd] if old_fd is not None else []) + retired
             if not batch and not stale and self._has_manifest and not fresh:
+                for fd in old_fds:
+                    os.close(fd)
                 return
             try:
                 self._ensure_dir()
                 segments, obsolete = self._merge(batch)
                 self._write_manifest(segments, floor)
             except BaseException:
+                for fd in old_fds:
+                    close_synced(fd)  # the journals stay the record: make them durable
                 with self._jlock:  # keep everything for a retry; newer appends win
                     self._unfolded = {**batch, **self._unfolded}
                     self._stale = stale + self._stale
                 raise
+            for fd in old_fds:
+                os.close(fd)  # no fsync: the durable manifest now covers them
             self._segments = segments
             self._floor = floor
             self._has_manifest = True
@@ -439,6 +451,14 @@ class FileCheckpointer(Checkpointer):
 
         Afterwards this checkpointer builds on what it read instead of starting afresh.
         """
+        for _ in range(20):
+            try:
+                return self._read_records()
+            except _Vanished:
+                continue  # compacted while we read: read the new manifest
+        raise self._files.error("it keeps changing while being read (another writer?)")
+
+    def _read_records(self) -> dict[str, Record] | None:
         files = self._files
         with self._lock:
             raw = files.read_manifest_bytes()
@@ -550,7 +570,7 @@ class FileCheckpointer(Checkpointer):
         what = f"journal {self.parts / name}"
         data = files.read_part(dir_fd, name, what) if dir_fd is not None else None
         if data is None:
-            return {}  # compacted away between the listing and now
+            raise _Vanished  # compacted between the listing and now: the manifest is newer
         try:
             header, start = parse_header(data)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -588,6 +608,10 @@ class FileCheckpointer(Checkpointer):
             raise self._files.error(f"it holds a malformed record: {exc}", what) from None
         except RecursionError:
             raise self._files.error("it is nested too deeply", what) from None
+
+
+class _Vanished(Exception):
+    """A journal listed a moment ago is gone: a compaction finished meanwhile."""
 
 
 def _unpersisted(rec: Record, exc: BaseException) -> Record:
@@ -767,7 +791,9 @@ class JSONCheckpointer(FileCheckpointer):
         return loads_json(data)
 
     def encode_part(self, rec: Record) -> bytes:
-        return _JSON.encode(rec).encode()
+        if _C_ENCODE is None:  # not CPython
+            return _JSON.encode(rec).encode()
+        return "".join(_C_ENCODE(rec, 0)).encode()
 
     def join_parts(self, parts: list[bytes]) -> bytes:
         return b"[" + b",".join(parts) + b"]"

@@ -184,14 +184,22 @@ Tagger = Callable[[bytes], bytes]
 
 
 def plain_tagger(context: bytes) -> Tagger:
+    base = hashlib.sha256(context)
+
     def tag(payload: bytes) -> bytes:
-        return hashlib.sha256(context + payload).digest()
+        h = base.copy()
+        h.update(payload)
+        return h.digest()
     return tag
 
 
 def keyed_tagger(key: bytes, context: bytes) -> Tagger:
+    base = hmac.new(key, context, hashlib.sha256)
+
     def tag(payload: bytes) -> bytes:
-        return hmac.new(key, context + payload, hashlib.sha256).digest()
+        h = base.copy()
+        h.update(payload)
+        return h.digest()
     return tag
 
 

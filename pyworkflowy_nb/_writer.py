@@ -156,7 +156,8 @@ class CheckpointWriter:
                 else:
                     if buffer:
                         journal.append(buffer)
-                    journal.sync()
+                    # No fsync of the journal first: compaction makes the segment and the
+                    # manifest durable, and they cover it (if compaction fails, it syncs it).
                     journal.compact()
             except Exception as exc:
                 self._keep(exc)
