@@ -255,9 +255,11 @@ class TaskRunner:
             "attempts": h.attempts,
             "started_at": h.started_at,
             "finished_at": h.finished_at,
-            "args": list(h.args),
+            # Tuples, not lists: a record of atoms and tuples of atoms is soon untracked by
+            # the cyclic GC, which would otherwise walk every kept record on each collection.
+            "args": h.args,
             "kwargs": h.kwargs,
-            "depends_on": [p.key for p in h.parents],
+            "depends_on": tuple([p.key for p in h.parents]),
         }
 
     def _state(self) -> dict[str, Any]:

@@ -36,7 +36,7 @@ COMPACT_BYTES = 4 << 20  # a journal this big is folded into a segment by the wr
 # At interval 0 the thread fsyncs as soon as it can, but lets this much time pass between two
 # fsyncs so that commits arriving meanwhile share one: a tiny wait for it, and far fewer GIL
 # hand-overs between it and the loop thread.
-MIN_SYNC_GAP = 0.002
+MIN_SYNC_GAP = 0.005
 
 
 class CheckpointWriter:
@@ -85,6 +85,10 @@ class CheckpointWriter:
         self._poke()
 
     def _poke(self) -> None:
+        if self._dirty and not self._idle and self._thread is not None:
+            # Already due and the thread is not asleep: it will see this commit's bytes too
+            # (they were written before this check, and it clears _dirty before it syncs).
+            return
         with self._cond:
             self._dirty = True
             self._stop = False
