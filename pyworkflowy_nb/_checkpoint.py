@@ -250,12 +250,12 @@ class FileCheckpointer(Checkpointer):
         """
         payload = self._encode_records(records, remember=True)
         with self._jlock:
+            for rec in records:
+                self._unfolded[rec["key"]] = rec  # a later compaction stores them either way
             if self._jfd is None:
                 self._open_journal()
             assert self._jfd is not None and self._tag is not None
             frame = encode_frame(payload, self._tag)
-            for rec in records:
-                self._unfolded[rec["key"]] = rec  # a later compaction stores them either way
             try:
                 write_all(self._jfd, frame)
             except BaseException:
@@ -275,17 +275,19 @@ class FileCheckpointer(Checkpointer):
 
     def sync(self) -> None:
         """fsync the journal (and its folder, once per new file): the power-loss guarantee."""
-        with self._jlock:
-            fd, dirty, new = self._jfd, self._unsynced, self._new_file
-            self._unsynced = self._new_file = False
-            retired, self._retired = self._retired, []
-        for old in retired:
-            close_synced(old)
-        if fd is not None and dirty:
-            # Only this (writer) thread closes the current descriptor, so it stays valid here.
-            os.fsync(fd)
-        if new:
-            fsync_dir(self.parts)
+        # Under the compaction lock: only a compaction closes the current descriptor, so it
+        # stays valid here even when two writers (runners) share this checkpointer.
+        with self._lock:
+            with self._jlock:
+                fd, dirty, new = self._jfd, self._unsynced, self._new_file
+                self._unsynced = self._new_file = False
+                retired, self._retired = self._retired, []
+            for old in retired:
+                close_synced(old)
+            if fd is not None and dirty:
+                os.fsync(fd)
+            if new:
+                fsync_dir(self.parts)
 
     def compact(self) -> None:
         """Fold the journals into a segment and a new manifest, then delete them."""

@@ -301,3 +301,38 @@ def test_pickle_checkpoints_are_signed_and_their_journal_too(tmp_path: Path) -> 
     body = json.loads(path.read_text())
     assert body["signature_scheme"] == "hmac-sha256" and body["manifest_signature"]
     assert all(s["signature"] for s in body["segments"])
+
+
+def test_a_value_the_codec_cannot_store_costs_only_its_own_record(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    loop: list[Any] = []
+    loop.append(loop)  # cyclic: no JSON for it
+
+    @task(name="v")
+    def v(i: int) -> Any:
+        return loop if i == 1 else i
+
+    with TaskRunner(checkpoint_path=path, checkpoint_interval=0) as runner:
+        hs = [runner.submit(v, i) for i in range(3)]
+        assert runner.run().ok
+    found = on_disk(path)
+    assert [found[h.key]["status"] for h in hs] == ["completed", "unpersisted", "completed"]
+
+
+def test_a_notebook_checkpoint_holding_only_a_journal_is_found_and_restored(
+        tmp_path: Path) -> None:
+    pytest.importorskip("IPython")
+    from pyworkflowy_nb.notebook._checkpoint import CloudpickleCheckpointer
+    from pyworkflowy_nb.notebook._checkpoint_file import CheckpointFile
+
+    path = tmp_path / ".wfy" / "demo.ckpt"
+    writer = CloudpickleCheckpointer(path)
+    writer.append([rec("a", {"x": 1})])  # a kernel killed mid-run leaves just its journal
+    settings = CheckpointFile()
+    settings.configure(path, {})
+    checkpointer = settings.checkpointer()
+    assert checkpointer is not None and checkpointer.exists() and not path.exists()
+    records = settings.stored_records()
+    assert records is not None and records["a"]["value"] == {"x": 1}
+    writer.append([rec("b", 2)])  # the journal grew: the cached records are read again
+    assert set(settings.stored_records() or {}) == {"a", "b"}
