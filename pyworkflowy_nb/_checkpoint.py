@@ -43,6 +43,7 @@ import json
 import json.encoder
 import os
 import pickle
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,8 @@ _CODEC_MODULES = {"cloudpickle": "pyworkflowy_nb.notebook._checkpoint"}
 _BASE_FIELDS = frozenset({"format", "version", "codec", "segments"})
 _SEGMENT_FIELDS = frozenset({"file", "sha256", "signature", "records"})
 _SCALARS = (int, str, bool, type(None))
+_ANY_SEGMENT = re.compile(r"[0-9a-f]{16}\.[a-z]+")  # a segment of any codec
+
 _JSON = json.JSONEncoder(separators=(",", ":"))
 # json.dumps builds a C encoder per call, which costs more than encoding a small record; the
 # journal encodes one record per completion, so it keeps one. (No cycle check: a cyclic value
@@ -754,8 +757,11 @@ def _recorded_codec(files: CheckpointFiles) -> str | None:
     if dir_fd is None:
         return None
     try:
-        journals = sorted((seq, n) for n in files.list_parts(dir_fd)
-                          if (seq := parse_journal_name(n)) is not None)
+        names = files.list_parts(dir_fd)
+        journals = sorted((seq, n) for n in names if (seq := parse_journal_name(n)) is not None)
+        if not journals and any(_ANY_SEGMENT.fullmatch(n) for n in names):
+            # Segments of some codec but nothing naming them: not "nothing written yet".
+            raise files.error("its manifest is missing but its folder holds segments")
         for _, name in journals:
             data = files.read_part(dir_fd, name, f"journal {name}")
             try:

@@ -238,6 +238,11 @@ def test_segments_without_their_manifest_are_not_a_fresh_start(tmp_path: Path) -
     path, _, _ = json_checkpoint(tmp_path)
     path.unlink()
     refused(path, "manifest is missing")
+    # Whatever the codec: resume(path) cannot read it from a manifest that is gone.
+    pk = tmp_path / "state.pkl"
+    PickleCheckpointer(pk).write_records({"a": rec("a", 1)})
+    pk.unlink()
+    refused(pk, "manifest is missing")
 
 
 def test_a_frame_header_lying_about_its_size_is_a_torn_tail_not_a_crash(
