@@ -804,6 +804,8 @@ class JSONCheckpointer(FileCheckpointer):
         return "".join(_C_ENCODE(rec, 0)).encode()
 
     def join_parts(self, parts: list[bytes]) -> bytes:
+        if len(parts) == 1:  # a chain's commit: one record
+            return b"[" + parts[0] + b"]"
         return b"[" + b",".join(parts) + b"]"
 
 

@@ -269,9 +269,11 @@ def parse_frames(data: bytes, start: int, tag: Tagger) -> list[bytes]:
 # -- writing -----------------------------------------------------------------------------------
 
 def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    done = os.write(fd, data)  # regular files take it whole unless the disk is full
+    if done < len(data):
+        view = memoryview(data)[done:]
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
