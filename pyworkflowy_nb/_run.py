@@ -31,13 +31,14 @@ from ._arguments import (
     check_file_path,
     check_seconds,
 )
-from ._checkpoint import Checkpointer, JSONCheckpointer, Record, checkpointer_for_path
+from ._checkpoint import Checkpointer, FileCheckpointer, JSONCheckpointer, checkpointer_for_path
 from ._context import _current_runner
 from ._dispatch import Dispatcher, Run
 from ._events import EventBus, TaskEvent
 from ._handle import RunResults, TaskHandle, TaskStatus, dependency_outcome, status_summary
-from ._identity import base_key, encode_args
+from ._identity import base_key, encode_args, fingerprint
 from ._policy import BACKENDS, EXTERNAL_BACKENDS, ON_TASK_ERROR, check_choice, check_non_negative
+from ._records import STATE_VERSION, Record, records_from_state, state_entry
 from ._task import Task
 from ._views import CallableList
 from ._writer import CheckpointWriter
@@ -45,6 +46,7 @@ from ._writer import CheckpointWriter
 __all__ = ["TaskRunner"]
 
 R = TypeVar("R")
+_SCALARS = (int, float, str, bool, type(None))
 
 
 class TaskRunner:
@@ -112,7 +114,7 @@ class TaskRunner:
             checkpointer = JSONCheckpointer(checkpoint_path)
         self.checkpointer = checkpointer
         self.checkpoint_interval = float(checkpoint_interval)
-        self._writer = (CheckpointWriter(checkpointer, self.checkpoint_interval)
+        self._writer = (CheckpointWriter(checkpointer, self.checkpoint_interval, self._state)
                         if checkpointer is not None else None)
         self._restored: dict[str, Record] = {}
         self._lock = threading.RLock()
@@ -127,19 +129,36 @@ class TaskRunner:
 
     # -- resume --------------------------------------------------------------------------------
     @classmethod
-    def resume(cls, source: str | os.PathLike[str] | Checkpointer,
-               **kwargs: Any) -> TaskRunner:
+    def resume(cls, source: str | os.PathLike[str] | Checkpointer, *,
+               checkpointer: Checkpointer | None = None, **options: Any) -> TaskRunner:
         """A runner primed from a checkpoint: re-submit the same tasks, in any order, and
-        those that completed get their stored result instead of running again."""
+        those that completed get their stored result instead of running again.
+
+        ``source`` is the checkpoint's path (its files say which file checkpointer wrote it)
+        or a Checkpointer; ``checkpointer=`` reads and continues the checkpoint with that one
+        instead (a custom store, say). ``options`` are the TaskRunner's (``max_workers``,
+        ``backend``, ``on_task_error``, ``checkpoint_interval``...). Where nothing was written
+        yet, the runner starts fresh and checkpoints there; files that exist but cannot be
+        trusted raise :class:`CheckpointError`.
+        """
         if isinstance(source, Checkpointer):
+            if checkpointer is not None and checkpointer is not source:
+                raise ValueError("resume(checkpointer_a, checkpointer=checkpointer_b): pass one "
+                                 "checkpointer, not two")
             checkpointer = source
-        elif isinstance(source, str | os.PathLike):
-            checkpointer = checkpointer_for_path(source)
-        else:
+        elif not isinstance(source, str | os.PathLike):
             raise TypeError(f"resume() needs a checkpoint path or a Checkpointer, got {source!r}")
-        records = checkpointer.load()
-        kwargs.pop("checkpoint_path", None)
-        runner = cls(checkpointer=checkpointer, **kwargs)
+        elif checkpointer is None:
+            checkpointer = checkpointer_for_path(source)
+        elif not isinstance(checkpointer, Checkpointer):
+            raise TypeError(
+                f"checkpointer must be a Checkpointer instance, got {checkpointer!r}")
+        if isinstance(checkpointer, FileCheckpointer):
+            records = checkpointer.read_records() or {}
+        else:
+            records = records_from_state(checkpointer.load(), checkpointer.describe())
+        options.pop("checkpoint_path", None)
+        runner = cls(checkpointer=checkpointer, **options)
         runner._restored = records
         return runner
 
@@ -175,10 +194,14 @@ class TaskRunner:
         checkpointer = self.checkpointer
         encoded = None
         if checkpointer is not None:
+            # Our own checkpointers store any scalar: no call (and no message) for those.
+            skip = _SCALARS if isinstance(checkpointer, FileCheckpointer) else ()
             for i, arg in enumerate(args):
-                checkpointer.check(arg, what=f"argument {i} of task {task.name!r}")
+                if type(arg) not in skip:
+                    checkpointer.check(arg, what=f"argument {i} of task {task.name!r}")
             for name, arg in kwargs.items():
-                checkpointer.check(arg, what=f"argument {name!r} of task {task.name!r}")
+                if type(arg) not in skip:
+                    checkpointer.check(arg, what=f"argument {name!r} of task {task.name!r}")
         if task_key is not None and (not isinstance(task_key, str) or not task_key):
             raise TypeError(f"task_key must be a non-empty string, got {task_key!r}")
         if args or kwargs:
@@ -209,7 +232,8 @@ class TaskRunner:
             if bus.active:
                 bus.emit("submitted", h)
             if checkpointer is not None:
-                h.fingerprint  # noqa: B018 - computed now, while the parents' are at hand
+                # Computed now, while the parents' are at hand (and the arguments' encoding).
+                fingerprint(h, encoded)
             if self._restored and self._prime(h):
                 return h
             failed = _graph.wire(h)
@@ -231,27 +255,44 @@ class TaskRunner:
             return False  # same key, different inputs or code: it must run again
         h.status = TaskStatus.COMPLETED
         h._value = rec.get("value")
-        h.attempts = int(rec.get("attempts") or 0)
-        h.started_at = rec.get("started_at")
-        h.finished_at = rec.get("finished_at")
+        h.attempts = rec["attempts"]  # records are validated when they are read
+        h.started_at = rec["started_at"]
+        h.finished_at = rec["finished_at"]
         h.restored = True
         self._dispatch.unfinished -= 1
         if self._bus.active:
             self._bus.emit("restored", h, h.attempts)
         return True
 
-    def _record_of(self, h: TaskHandle[Any]) -> Record:
+    def _record_of(self, h: TaskHandle[Any], status: TaskStatus | None = None) -> Record:
+        """What the checkpoint stores of ``h`` (as if it had ``status``, when given)."""
+        st = status or h.status
         return {
             "key": h.key,
             "name": h.name,
             "fingerprint": h.fingerprint,
-            "status": h.status.value,
-            "value": h._value if h.status is TaskStatus.COMPLETED else None,
+            "status": st._value_,
+            "value": h._value if st is TaskStatus.COMPLETED else None,
             "error": None if h._exception is None else repr(h._exception),
             "attempts": h.attempts,
             "started_at": h.started_at,
             "finished_at": h.finished_at,
+            # Tuples, not lists: a record of atoms and tuples of atoms is soon untracked by
+            # the cyclic GC, which would otherwise walk every kept record on each collection.
+            "args": h.args,
+            "kwargs": h.kwargs,
+            "depends_on": tuple([p.key for p in h.parents]),
         }
+
+    def _state(self) -> dict[str, Any]:
+        """The whole state for a custom Checkpointer: every handle in submission order, then
+        restored records that were not submitted again (so a later resume keeps them)."""
+        with self._lock:
+            handles = list(self._handles.values())
+            entries = [state_entry(self._record_of(h)) for h in handles]
+            entries += [state_entry(r) for k, r in self._restored.items()
+                        if k not in self._handles]
+        return {"version": STATE_VERSION, "handles": entries}
 
     def add_dependency(self, handle: TaskHandle[Any], *parents: TaskHandle[Any]) -> None:
         """Make a not-yet-started ``handle`` also wait for ``parents``; CycleError on a loop."""

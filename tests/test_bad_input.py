@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pyworkflowy_nb import TaskBase, TaskRunner, task
+from pyworkflowy_nb import JSONCheckpointer, TaskBase, TaskRunner, task
 from pyworkflowy_nb.exceptions import CheckpointError
 
 
@@ -214,10 +214,12 @@ def test_checkpoint_path_of_the_wrong_type() -> None:
         TaskRunner(checkpoint_path=3)  # type: ignore[arg-type]
 
 
-def test_resume_from_a_missing_file_names_it(tmp_path: Path) -> None:
+def test_resume_from_a_path_with_nothing_yet_starts_fresh_there(tmp_path: Path) -> None:
+    # Issue 9: nothing written yet is not an error; the runner checkpoints at that path.
     missing = tmp_path / "missing.json"
-    with pytest.raises(CheckpointError, match=str(missing)):
-        TaskRunner.resume(missing)
+    runner = TaskRunner.resume(missing)
+    assert isinstance(runner.checkpointer, JSONCheckpointer)
+    assert runner.checkpointer.path == missing
 
 
 def test_resume_keeps_other_runner_options_validated(tmp_path: Path) -> None:

@@ -292,12 +292,12 @@ class Session:
         ckpt = self.checkpointer() if persist else None
         if ckpt is None:
             return TaskRunner(**options)
-        if not ckpt.path.exists():
+        if not ckpt.exists():
             return TaskRunner(checkpointer=ckpt, **options)
         if restore:
             return TaskRunner.resume(ckpt, **options)
         # Load anyway: the checkpointer must build on the stored segments, not replace them.
-        ckpt.load()
+        ckpt.read_records()
         return TaskRunner(checkpointer=ckpt, **options)
 
     def effective_version(self, cell: CellTask) -> str:
