@@ -624,10 +624,12 @@ class Dispatcher:
                 work.append((c, status, None, error))
 
     def _apply_abort_policy(self, h: TaskHandle[Any], failure: BaseException) -> None:
-        """on_task_error='raise': the first failure ends the run, the rest is cancelled."""
+        """on_task_error='raise': the first failure ends the run (a serve too), the rest is
+        cancelled."""
         run = self.run
         if self.on_task_error == "raise" and run is not None and run.abort_error is None:
             run.abort_error = failure
+            run.serving = False
             self.abort(f"the run stopped because {h.key!r} failed (on_task_error='raise')")
 
     # -- cancellation ----------------------------------------------------------------------------
