@@ -9,19 +9,28 @@ the notebook layer: the codec is found through its ``pyworkflowy_nb.codecs`` ent
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import pyworkflowy_nb
 from pyworkflowy_nb import TaskRunner
 from pyworkflowy_nb._checkpoint import CODEC_ENTRY_POINTS, checkpointer_for_path
+from pyworkflowy_nb._dispatch import ActiveRun, Dispatcher
+from pyworkflowy_nb._events import EventBus
+from pyworkflowy_nb._handle import TaskHandle
+from pyworkflowy_nb._pools import Pools
+from pyworkflowy_nb._task import Task
 from pyworkflowy_nb.exceptions import CheckpointError
 
 PACKAGE = Path(pyworkflowy_nb.__file__).resolve().parent
@@ -173,3 +182,97 @@ def test_an_unprovided_codec_names_the_entry_point_group_and_the_fix(tmp_path: P
     message = str(caught.value)
     assert "'nosuchcodec'" in message and CODEC_ENTRY_POINTS in message
     assert "checkpointer=" in message and "import the package" in message
+
+
+# -- the dispatcher on its own ----------------------------------------------------------------
+
+
+class RecordingPersistence:
+    """A Persistence that notes what the dispatcher asks, and what was visible at the time."""
+
+    def __init__(self, durable: bool) -> None:
+        self.durable = durable
+        self.calls: list[tuple[str, str, str]] = []
+
+    def prime(self, h: Any) -> bool:
+        self.calls.append(("prime", h.key, h.status.value))
+        return h.key == "restored"
+
+    def commit(self, completed: list[Any]) -> None:
+        self.calls.extend(("commit", h.key, h.status.value) for h in completed)
+
+    def ended(self, h: Any) -> None:
+        self.calls.append(("ended", h.key, h.status.value))
+
+
+def build(persistence: RecordingPersistence, on_task_error: str = "continue"
+          ) -> tuple[Dispatcher, dict[str, TaskHandle[Any]], threading.RLock]:
+    lock = threading.RLock()
+    handles: dict[str, TaskHandle[Any]] = {}
+    dispatcher = Dispatcher(lock=lock, bus=EventBus(), pools=Pools(2), handles=handles,
+                            max_workers=2, on_task_error=on_task_error,
+                            persistence=persistence, owner=None)
+    return dispatcher, handles, lock
+
+
+def submit(dispatcher: Dispatcher, handles: dict[str, TaskHandle[Any]], lock: threading.RLock,
+           fn: Callable[[], Any], key: str, parents: tuple[TaskHandle[Any], ...] = ()
+           ) -> TaskHandle[Any]:
+    with lock:
+        h: TaskHandle[Any] = TaskHandle(object(), Task(fn, name=key), (), {}, key, parents,
+                                        "asyncio", len(handles) + 1, dispatcher)
+        handles[key] = h
+        h._fingerprint = key
+        dispatcher.admit(h)
+    return h
+
+
+def drive(dispatcher: Dispatcher) -> None:
+    async def main() -> None:
+        run = ActiveRun()
+        run.attach(asyncio.get_running_loop())
+        dispatcher.run = run
+        await dispatcher.drive(run)
+
+    asyncio.run(main())
+
+
+def test_a_dispatcher_runs_without_a_runner_and_commits_before_completions_show() -> None:
+    persistence = RecordingPersistence(durable=True)
+    dispatcher, handles, lock = build(persistence)
+    a = submit(dispatcher, handles, lock, lambda: 1, "a")
+    b = submit(dispatcher, handles, lock, _raise, "b", (a,))
+    c = submit(dispatcher, handles, lock, lambda: 3, "c", (b,))
+    restored = submit(dispatcher, handles, lock, lambda: 4, "restored")
+    assert dispatcher.unfinished == 3  # the primed handle never counted
+    drive(dispatcher)
+    assert dispatcher.unfinished == 0 and dispatcher.run is None
+    assert [h.status.value for h in (a, b, c)] == ["completed", "failed", "failed"]
+    # a is committed while still running (nobody could see it complete yet); the failures
+    # are recorded once terminal; the primed handle is never committed or ended.
+    assert ("commit", "a", "running") in persistence.calls
+    assert ("ended", "b", "failed") in persistence.calls
+    assert ("ended", "c", "failed") in persistence.calls
+    assert not [c for c in persistence.calls if c[1] == "restored" and c[0] != "prime"]
+    assert restored.status.value == "pending"  # the fake prime says True but sets nothing
+
+
+def test_the_abort_policy_is_the_dispatchers_on_task_error() -> None:
+    dispatcher, handles, lock = build(RecordingPersistence(durable=False), "raise")
+    bad = submit(dispatcher, handles, lock, _raise, "bad")
+    other = submit(dispatcher, handles, lock, lambda: 1, "other", (bad,))
+
+    async def main() -> BaseException | None:
+        run = ActiveRun(serving=True)  # an abort ends a serve too
+        run.attach(asyncio.get_running_loop())
+        dispatcher.run = run
+        await dispatcher.drive(run)
+        return run.abort_error
+
+    error = asyncio.run(main())
+    assert isinstance(error, ValueError)
+    assert bad.status.value == "failed" and other.status.value == "failed"
+
+
+def _raise() -> None:
+    raise ValueError("no")
