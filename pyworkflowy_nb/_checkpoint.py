@@ -447,7 +447,7 @@ class FileCheckpointer(Checkpointer):
             "journal_floor": floor,
             **self.manifest_extra(),
         }
-        signature = self.sign(_canonical(body))
+        signature = self.sign(_manifest_bytes(body))
         if signature is not None:
             body["manifest_signature"] = signature
         atomic_write(self.path, json.dumps(body, indent=1).encode(), self.file_mode)
@@ -524,7 +524,7 @@ class FileCheckpointer(Checkpointer):
                 "right checkpointer", path=str(self.path))
         signature = body.pop("manifest_signature", None)
         if self.signed:
-            self.verify(_canonical(body), signature, "the manifest")
+            self.verify(_manifest_bytes(body), signature, "the manifest")
         elif signature is not None:
             raise files.error(f"its manifest is signed, which the {self.codec} codec never "
                               "does")
@@ -626,7 +626,8 @@ def _unpersisted(rec: Record, exc: BaseException) -> Record:
             "error": f"result not checkpointed: {exc}"[:500]}
 
 
-def _canonical(body: Mapping[str, Any]) -> bytes:
+def _manifest_bytes(body: Mapping[str, Any]) -> bytes:
+    """The manifest body in the one byte form its signature covers (sorted keys, no blanks)."""
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
