@@ -5,6 +5,16 @@ right loop: ``asyncio.run`` when none is running, the patched loop under nest_as
 otherwise (a Jupyter cell, say) a dedicated loop thread while the caller blocks, as
 jupyter_core's ``run_sync`` does.
 
+``serve``/``aserve``/``serve_in_background`` drive the same dispatcher with a run that idles
+instead of ending when nothing is left, so submissions from any thread (a scheduler, a web
+handler, a task body) run as they come; ``stop()`` drains it by default (``cancel=True``
+cancels the unfinished first) and never blocks, so a task may call it.
+
+The runner is the top of the engine: it validates and keys submissions, owns the handle
+registry, and builds the pieces below it: a :class:`~._dispatch.Dispatcher` (lock, event bus,
+pools, registry, error policy) and, with a checkpoint, a :class:`~._persist.Persistence` that
+the dispatcher calls through. Neither piece imports or calls the runner.
+
 The constructor's defaults are pyWorkflowy 0.1.0's (eight workers, a checkpoint at most every
 5 s); its options may also be passed by position, as earlier versions of this package allowed.
 A runner that was shut down takes no more submissions, so a task can never sit in a runner
