@@ -13,6 +13,14 @@ until the end of the dispatcher's pass, when :meth:`Dispatcher.commit` appends t
 to the journal with one write and only then settles it (status, waiters, children, the run's
 end). So no dependent starts, and nobody sees the completion, before its record is with the
 operating system, while a pass of many small tasks still costs one write.
+
+The dispatcher is built from the pieces it uses (the lock, the event bus, the pools, the
+handle registry, the ``on_task_error`` policy and, with a checkpoint, the :class:`PersistHooks`
+that :mod:`._persist` implements) and never names the runner, so it can be read, tested and
+changed without it. It alone changes ``unfinished`` (admission, restoring, settling). Handles
+call back only through its public methods (:class:`~._handle.HandleControl`). ``settle`` is a
+loop over small steps: the transition, the waiters, the event, the record, the failure's log
+line, the children, and at the end the abort policy.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from .exceptions import (
     TaskTimeoutError,
 )
 
-__all__ = ["ActiveRun", "Dispatcher", "Persistence"]
+__all__ = ["ActiveRun", "Dispatcher", "PersistHooks"]
 
 logger = logging.getLogger("pyworkflowy_nb")
 
@@ -110,7 +118,7 @@ class ReadyQueue:
         return self.fifo.popleft()
 
 
-class Persistence(Protocol):
+class PersistHooks(Protocol):
     """What the dispatcher asks of a checkpoint (see :mod:`pyworkflowy_nb._persist`)."""
 
     durable: bool  # completions must be committed before they become visible
@@ -164,7 +172,7 @@ class Dispatcher:
 
     def __init__(self, *, lock: threading.RLock, bus: EventBus, pools: Pools,
                  handles: Mapping[str, TaskHandle[Any]], max_workers: int | None,
-                 on_task_error: str, persistence: Persistence | None = None,
+                 on_task_error: str, persistence: PersistHooks | None = None,
                  owner: Any = None) -> None:
         self.lock = lock
         self.bus = bus
