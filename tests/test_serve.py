@@ -177,3 +177,16 @@ def test_serving_twice_or_after_shutdown_is_refused() -> None:
     future.result(timeout=HANG_GUARD)
     with pytest.raises(RuntimeError, match="shut down"):
         runner.serve_in_background()
+
+
+def test_arun_while_serving_awaits_what_was_submitted_whatever_its_outcome() -> None:
+    with TaskRunner(on_task_error="continue") as runner:
+        future = runner.serve_in_background()
+        good = runner.submit(add, 1, 2)
+        bad = runner.submit(_fails)
+        results = asyncio.run(runner.arun())  # on another loop than the serve's
+        assert results[good.key].value == 3
+        assert results[bad.key].status is TaskStatus.FAILED
+        assert runner.running
+        runner.stop()
+        future.result(timeout=HANG_GUARD)
