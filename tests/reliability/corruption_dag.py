@@ -1,0 +1,62 @@
+"""The small DAG whose checkpoints test_corruption.py corrupts (not a test module).
+
+``python -c "import corruption_dag; corruption_dag.write_and_die(KIND, PATH)"`` writes a
+checkpoint of KIND at PATH in three runs and then SIGKILLs its own process, so the files are
+left exactly as a crash after the last ``run()`` returned leaves them (a journal not yet
+compacted, say), rather than as a clean shutdown does. The task is imported by module name in
+both processes so its fingerprint is the same.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from pyworkflowy_nb import JSONCheckpointer, PickleCheckpointer, TaskRunner, task
+
+KINDS = ("json", "pickle", "cloudpickle")
+BATCHES = ((0, 1, 2, 3), (4, 5, 6, 7, 8), (9, 10, 11))
+PARENTS = {0: (), 1: (0,), 2: (0,), 3: (1, 2), 4: (), 5: (4,), 6: (3, 5), 7: (6,), 8: (4,),
+           9: (8,), 10: (9, 7), 11: (10,)}
+
+
+@task(name="cell")
+def cell(i: int) -> Any:
+    """Strings and ints, from ``i`` alone: the DAG's edges give it its shape only."""
+    return f"s{i}" if i % 3 == 0 else i * i + 1
+
+
+def submit_all(runner: TaskRunner, only: tuple[int, ...] | None = None,
+               handles: dict[int, Any] | None = None) -> dict[int, Any]:
+    """Submit the DAG (or the nodes ``only``) in a fixed order."""
+    handles = {} if handles is None else handles
+    for i in only if only is not None else sorted(PARENTS):
+        handles[i] = runner.submit(cell, i, depends_on=[handles[p] for p in PARENTS[i]])
+    return handles
+
+
+def open_kind(kind: str, path: Path) -> Any:
+    if kind == "json":
+        return JSONCheckpointer(path)
+    if kind == "pickle":
+        return PickleCheckpointer(path)
+    from pyworkflowy_nb.notebook import CloudpickleCheckpointer
+
+    return CloudpickleCheckpointer(path)
+
+
+def write(kind: str, path: Path, interval: float = 0.0) -> tuple[TaskRunner, dict[int, Any]]:
+    """Three runs on one runner, so the checkpoint spans several saves."""
+    runner = TaskRunner(checkpointer=open_kind(kind, path), checkpoint_interval=interval)
+    handles: dict[int, Any] = {}
+    for batch in BATCHES:
+        submit_all(runner, batch, handles)
+        runner.run()
+    return runner, handles
+
+
+def write_and_die(kind: str, path: str) -> None:
+    write(kind, Path(path), interval=5.0)
+    os.kill(os.getpid(), signal.SIGKILL)
