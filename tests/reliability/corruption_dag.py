@@ -1,10 +1,11 @@
 """The small DAG whose checkpoints test_corruption.py corrupts (not a test module).
 
-``python -c "import corruption_dag; corruption_dag.write_and_die(KIND, PATH)"`` writes a
-checkpoint of KIND at PATH in three runs and then SIGKILLs its own process, so the files are
-left exactly as a crash after the last ``run()`` returned leaves them (a journal not yet
-compacted, say), rather than as a clean shutdown does. The task is imported by module name in
-both processes so its fingerprint is the same.
+``python -c "import corruption_dag; corruption_dag.write_and_die(KIND, PATH, VARIANT)"``
+writes a checkpoint of KIND at PATH and SIGKILLs its own process, so the files are left as a
+crash leaves them (a journal not yet compacted, say) rather than as a clean shutdown does:
+VARIANT "killed" dies right after the last of three runs returned; "crashed" dies inside the
+third run, in a body that depends on cell(10), so cell(11) never ran and cell(0..10) must be
+restored. The tasks are imported by module name in both processes so their fingerprints match.
 """
 
 from __future__ import annotations
@@ -57,6 +58,21 @@ def write(kind: str, path: Path, interval: float = 0.0) -> tuple[TaskRunner, dic
     return runner, handles
 
 
-def write_and_die(kind: str, path: str) -> None:
-    write(kind, Path(path), interval=5.0)
+@task(name="die")
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def write_and_die(kind: str, path: str, variant: str) -> None:
+    if variant == "killed":
+        write(kind, Path(path), interval=5.0)
+    else:
+        runner = TaskRunner(checkpointer=open_kind(kind, Path(path)), checkpoint_interval=5.0)
+        handles: dict[int, Any] = {}
+        for batch in BATCHES[:2]:
+            submit_all(runner, batch, handles)
+            runner.run()
+        submit_all(runner, (9, 10), handles)
+        runner.submit(die, depends_on=[handles[10]])
+        runner.run()
     os.kill(os.getpid(), signal.SIGKILL)

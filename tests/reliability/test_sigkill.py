@@ -83,7 +83,9 @@ class Chain:
         """The labels whose body started, per process, in log order."""
         per: dict[str, list[str]] = {s: [] for s in self.sessions}
         if self.log.exists():
-            for line in self.log.read_text().splitlines():
+            text = self.log.read_text()
+            # A line being appended right now is not complete yet: read up to the last newline.
+            for line in text[:text.rfind("\n") + 1].splitlines():
                 session, name = line.split(" ")
                 per.setdefault(session, []).append(name)
         return per
