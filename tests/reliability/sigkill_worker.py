@@ -11,6 +11,8 @@ the KILL_AT-th body started in this process SIGKILL its own process right after 
 
 Every body appends ``<SESSION> <label>`` to LOG, then flushes and fsyncs, *before* doing its
 work: the harness then knows every body that started, even when the process dies right after.
+A watcher thread polls the handles and appends ``<SESSION> <label>`` to LOG.seen (fsync'd)
+once a handle reports COMPLETED, so the harness also knows what a user saw finish.
 At the end one JSON line reports each handle's value, status and whether it was restored.
 
 The DAG is fixed (not drawn from the seed) so every process and the test agree on it: a few
@@ -102,6 +104,22 @@ def topological_order(seed: int) -> list[int]:
     return order
 
 
+def watch(handles: dict[int, Any], session: str, seen_log: str,
+          finished: threading.Event) -> None:
+    """Log (with fsync) each task as soon as its handle says it completed, as a user polling
+    ``status`` would see it: what was seen completed must survive the process."""
+    fd = os.open(seen_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    unseen = {i for i, h in handles.items() if not h.restored}
+    while unseen and not finished.is_set():
+        done = [i for i in unseen if handles[i].status.value == "completed"]
+        if done:
+            os.write(fd, "".join(f"{session} {label(i)}\n" for i in done).encode())
+            os.fsync(fd)
+            unseen.difference_update(done)
+        time.sleep(0.001)
+    os.close(fd)
+
+
 def main(argv: list[str]) -> None:
     from pyworkflowy_nb import TaskHandle, TaskRunner, task
 
@@ -136,8 +154,14 @@ def main(argv: list[str]) -> None:
         runner = TaskRunner.resume(checkpoint, **options)
     for i in topological_order(int(order_seed)):
         handles[i] = runner.submit(node, i, depends_on=[handles[p] for p in PARENTS[i]])
+    finished = threading.Event()
+    watcher = threading.Thread(target=watch, args=(handles, session, log + ".seen", finished),
+                               daemon=True)
+    watcher.start()
     with runner:
         runner.run()
+    finished.set()
+    watcher.join()
     report = {
         "values": {label(i): h.result() if h.status.value == "completed" else None
                    for i, h in handles.items()},

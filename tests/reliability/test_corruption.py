@@ -786,6 +786,35 @@ def _huge_at(inside: bool) -> Callable[[Mutator], None]:
     return apply
 
 
+def _unreferenced(m: Mutator) -> list[str]:
+    """Files of the folder whose name the manifest does not quote (a journal, say)."""
+    try:
+        manifest = m.path.read_bytes()
+    except OSError:
+        manifest = b""
+    return [rel for rel in m.files()
+            if rel != m.base.name and Path(rel).name.encode() not in manifest]
+
+
+def _unreferenced_truncated(m: Mutator) -> None:
+    for rel in _unreferenced(m) or [m.pick(inside=True)]:
+        size = (m.root / rel).stat().st_size
+        length = m.rng.randrange(size) if size else 0
+        os.truncate(m.root / rel, length)
+        m.touch(rel, truncation=True)
+        m.note(f"truncate {rel} from {size} to {length} bytes")
+
+
+def _unreferenced_flipped(m: Mutator) -> None:
+    for rel in _unreferenced(m) or [m.pick(inside=True)]:
+        data = bytearray((m.root / rel).read_bytes())
+        if data:
+            at = m.rng.randrange(len(data))
+            data[at] ^= 1 << m.rng.randrange(8)
+            m.replace_bytes(rel, bytes(data), fix_digest=False)
+            m.note(f"flip bit of byte {at} of {rel}")
+
+
 def _manifest_is_directory(m: Mutator) -> None:
     m.path.unlink()
     m.path.mkdir()
@@ -817,6 +846,8 @@ TARGETED: dict[str, Callable[[Mutator], None]] = {
     "huge-segment": _huge_at(inside=True),
     "manifest-directory": _manifest_is_directory,
     "manifest-removed": lambda m: m.remove_manifest(),
+    "unreferenced-truncated": _unreferenced_truncated,
+    "unreferenced-flipped": _unreferenced_flipped,
     "folder-removed": lambda m: m.remove_folder(),
 }
 

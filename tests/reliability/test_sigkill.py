@@ -13,7 +13,8 @@ what started. The oracle:
 (a) a body of task T that starts in process s means T's completion was not durable; but if a
     child of T had started in an earlier process, T had completed before that child started
     and its completion had to be on disk by then. So: no task runs again in a process after
-    one where any of its children started;
+    one where any of its children started, nor after one where its handle reported it
+    completed (a watcher thread in the worker logs that, also with fsync);
 (b) the final values equal both an uninterrupted reference run (a process without a
     checkpoint) and the values computed without the engine;
 (c) every handle of the final process is terminal and completed, and a further resume
@@ -81,9 +82,16 @@ class Chain:
 
     def started(self) -> dict[str, list[str]]:
         """The labels whose body started, per process, in log order."""
+        return self.read_log(self.log)
+
+    def seen_completed(self) -> dict[str, list[str]]:
+        """The labels whose handle reported COMPLETED, per process."""
+        return self.read_log(self.log.with_name(self.log.name + ".seen"))
+
+    def read_log(self, log: Path) -> dict[str, list[str]]:
         per: dict[str, list[str]] = {s: [] for s in self.sessions}
-        if self.log.exists():
-            text = self.log.read_text()
+        if log.exists():
+            text = log.read_text()
             # A line being appended right now is not complete yet: read up to the last newline.
             for line in text[:text.rfind("\n") + 1].splitlines():
                 session, name = line.split(" ")
@@ -160,6 +168,10 @@ class Chain:
             for name in names:
                 for parent in dag.PARENTS[int(name[4:])]:
                     first_child_start.setdefault(dag.label(parent), index)
+        first_seen: dict[str, int] = {}
+        for index, session in enumerate(self.sessions):
+            for name in self.seen_completed().get(session, []):
+                first_seen.setdefault(name, index)
         offenders = []
         for index, session in enumerate(self.sessions):
             for name in per.get(session, []):
@@ -169,6 +181,10 @@ class Chain:
                                  if c in per.get(self.sessions[earlier], []))
                     offenders.append(f"{name} ran in process {session} although its child "
                                      f"{child} had started in process {self.sessions[earlier]}")
+                seen = first_seen.get(name)
+                if seen is not None and seen < index:
+                    offenders.append(f"{name} ran in process {session} although its handle "
+                                     f"reported it completed in process {self.sessions[seen]}")
         assert not offenders, (
             f"{len(offenders)} completed tasks ran again, {self.where()}:\n"
             + "\n".join(offenders[:10]))
