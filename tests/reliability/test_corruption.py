@@ -80,7 +80,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from corruption_dag import KINDS, PARENTS, open_kind, submit_all, write
+from corruption_dag import KINDS, PARENTS, open_kind, submit_all, value_of, write
 from harness import package_env
 
 from pyworkflowy_nb import TaskRunner
@@ -180,19 +180,14 @@ def write_base(kind: str, root: Path, variant: str) -> Base:
             env=package_env(), capture_output=True, text=True, timeout=120,
             cwd=root)  # not the project folder: ``-c`` puts the current folder on sys.path
         assert proc.returncode == -signal.SIGKILL, proc.stderr
-        values = {i: cell_value(i) for i in PARENTS}
+        values = {i: value_of(i) for i in PARENTS}
     else:
         runner, handles = write(kind, path)
         with runner:
             pass  # a clean close
         values = {i: h.result() for i, h in handles.items()}
-        assert values == {i: cell_value(i) for i in PARENTS}
-    base = Base(kind, variant, root, path.name, values, 0)
-    base.restored = count_restored(path)
-    # A crash inside the third run loses only cell(11), the one task that never started.
-    expected = len(PARENTS) - (variant == "crashed")
-    assert base.restored == expected, f"a pristine {variant} {kind} checkpoint restores " \
-                                      f"{base.restored} tasks, not {expected}"
+        assert values == {i: value_of(i) for i in PARENTS}
+    base = Base(kind, variant, root, path.name, values, count_restored(path))
     for rel in base.files():
         # Which files matter: remove each alone and see whether everything still comes back.
         trial = root.parent / f"{root.name}-without"
@@ -206,10 +201,6 @@ def write_base(kind: str, root: Path, variant: str) -> Base:
         finally:
             shutil.rmtree(trial)
     return base
-
-
-def cell_value(i: int) -> Any:
-    return f"s{i}" if i % 3 == 0 else i * i + 1
 
 
 def count_restored(path: Path) -> int:
@@ -243,6 +234,11 @@ class Case:
     def id(self) -> str:
         variant = "" if self.variant == "closed" else f"-{self.variant}"
         return f"{self.kind}{variant}-{self.family}-{self.number}"
+
+
+def small_regular_file(target: Path) -> bool:
+    """Whether the harness may read ``target`` itself (not a link, FIFO or huge file)."""
+    return not target.is_symlink() and target.is_file() and target.stat().st_size <= 1 << 22
 
 
 @dataclass
@@ -306,7 +302,7 @@ class Mutator:
         after = hashlib.sha256(new).hexdigest().encode()
         for rel in self.files():
             target = self.root / rel
-            if target.is_symlink() or not target.is_file() or target.stat().st_size > 1 << 22:
+            if not small_regular_file(target):
                 continue
             data = target.read_bytes()
             if before in data:
@@ -329,7 +325,7 @@ class Mutator:
         found = []
         for rel in self.files():
             target = self.root / rel
-            if target.is_symlink() or not target.is_file() or target.stat().st_size > 1 << 22:
+            if not small_regular_file(target):
                 continue
             data = target.read_bytes()
             try:
@@ -993,6 +989,16 @@ def test_enough_cases() -> None:
     assert len(generated) >= 300
     assert {c.kind for c in CASES} == set(KINDS)
     assert {c.family for c in generated} == set(FAMILIES)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_pristine_checkpoint_restores_every_completed_task(
+        kind: str, variant: str, bases: dict[tuple[str, str], Base]) -> None:
+    """What the corruption cases start from. A crash inside the third run loses only
+    cell(11), the one task that never started; the other checkpoints hold every task."""
+    expected = len(PARENTS) - (variant == "crashed")
+    assert bases[kind, variant].restored == expected
 
 
 def test_oracle_accepts_the_pristine_checkpoints(bases: dict[tuple[str, str], Base],

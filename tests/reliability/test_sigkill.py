@@ -2,10 +2,13 @@
 
 Each test drives one checkpoint through a chain of processes (sigkill_worker.py): every
 process submits the same 300-task DAG in another random topological order, alternating the
-asyncio and thread backends, and is SIGKILLed at a random moment, either from the outside
-(after a random number of bodies started, plus a random sub-millisecond to few-millisecond
-delay) or from inside a body (the k-th body of the process kills its own process right after it
-logged). The last process runs to the end; one more process must then restore everything.
+asyncio and thread backends, and is SIGKILLed at a random moment: from the outside, after a
+random number of bodies started (plus a random delay of up to a few milliseconds) or after a
+random delay from its start; or from inside a body (the k-th body of the process kills its own
+process right after it logged). The last process runs to the end; one more process must then
+restore everything and run nothing. The kills per test: ten mid-run in the first test; in the
+second, one in the very first body (nothing completed, so nothing written), one during
+start-up, one at a random moment of the next run.
 
 Every body logs its start with fsync before doing any work, so the log is the ground truth of
 what started. The oracle:
@@ -131,11 +134,14 @@ class Chain:
         """The ``ordinal``-th body of the next process kills that process."""
         return self.wait(self.spawn(kill_at=ordinal))
 
-    def kill_early(self) -> dict[str, Any] | None:
-        """A kill a few milliseconds after the start, usually before the runner exists."""
+    def kill_after(self, low: float, high: float) -> dict[str, Any] | None:
+        """SIGKILL from the harness after a random delay in [low, high) seconds from spawn,
+        wherever the process is then (start-up, resume, the run or its final write)."""
         proc = self.spawn()
-        time.sleep(self.rng.uniform(0.0, 0.05))
-        proc.send_signal(signal.SIGKILL)
+        try:
+            proc.wait(self.rng.uniform(low, high))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
         return self.wait(proc)
 
     def kill_outside(self, after: int) -> dict[str, Any] | None:
@@ -243,6 +249,9 @@ def test_kill_before_the_first_write_resumes_fresh(
     # The first body kills its process: nothing has completed, so nothing is written yet.
     assert chain.kill_inside(1) is None
     # The next process dies during start-up, before it could write anything either.
-    assert chain.kill_early() is None
+    assert chain.kill_after(0.0, 0.05) is None
     assert chain.kills == 2
+    # Then one at a random moment of the first real run (it may, rarely, finish first).
+    chain.kill_after(0.1, 0.4)
+    chain.check_no_durable_task_ran_again()
     chain.finish_and_verify(reference)
