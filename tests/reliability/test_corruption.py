@@ -42,10 +42,11 @@ The oracle, applied to every case:
     ``.path`` is that path or a file inside ``<path>.d/`` (never a file an attacker pointed
     at), and which does not tell the user to delete a planted path; or
   - a correct resume: every handle restored from the checkpoint holds the value the original
-    run produced, and running the re-submitted DAG completes every task with the original
-    values. Restoring fewer tasks than the pristine checkpoint is allowed (a journal may lose
-    a torn tail) but restoring *none* while the pristine checkpoint restores some is a silent
-    fresh start, a failure, except when
+    run produced, running the re-submitted DAG completes every task with the original
+    values, and one more resume afterwards restores every task (the resumed runner wrote a
+    sound checkpoint over the damaged one). Restoring fewer tasks than the pristine
+    checkpoint is allowed (a journal may lose a torn tail), but restoring *none* while the
+    pristine checkpoint restores some is a silent fresh start, a failure, except when
 
     - every file the mutation touched is *non-essential*: removing that file alone from the
       pristine checkpoint still restores every task (measured per kind, on the pristine
@@ -873,6 +874,8 @@ class Outcome:
     restored: dict[int, Any] = field(default_factory=dict)
     final: dict[int, Any] = field(default_factory=dict)
     statuses: set[str] = field(default_factory=set)
+    again: int = 0  # what one more resume restores after the resumed run finished
+    again_error: BaseException | None = None
 
 
 def resume_and_run(case: Case, path: Path) -> Outcome:
@@ -890,6 +893,11 @@ def resume_and_run(case: Case, path: Path) -> Outcome:
             outcome.statuses = {h.status.value for h in handles.values()}
     except BaseException as exc:  # judged by the caller
         outcome.error = exc
+        return outcome
+    try:
+        outcome.again = count_restored(path)
+    except BaseException as exc:
+        outcome.again_error = exc
     return outcome
 
 
@@ -945,6 +953,9 @@ def judge(case: Case, base: Base, m: Mutator, outcome: Outcome) -> str | None:
         return f"restored wrong values {wrong}"
     if outcome.final != base.values or outcome.statuses != {"completed"}:
         return f"the resumed run ended with {outcome.final} ({outcome.statuses})"
+    if outcome.again_error is not None or outcome.again != len(PARENTS):
+        return (f"after the resumed run completed every task, resuming again restored "
+                f"{outcome.again} tasks ({outcome.again_error!r})")
     if not outcome.restored and base.restored:
         exempt = (m.touched <= base.non_essential | m.added) or (
             m.only_truncated_parts and m.touched)

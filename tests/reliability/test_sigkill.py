@@ -164,7 +164,8 @@ class Chain:
 
     # -- the oracle ---------------------------------------------------------------------------
     def check_no_durable_task_ran_again(self) -> None:
-        """(a): no task runs in a process after one where a child of it started."""
+        """(a): no task runs in a process after one where a child of it started or where
+        its handle was seen completed."""
         per = self.started()
         first_child_start: dict[str, int] = {}
         for index, session in enumerate(self.sessions):
@@ -175,8 +176,9 @@ class Chain:
                 for parent in dag.PARENTS[int(name[4:])]:
                     first_child_start.setdefault(dag.label(parent), index)
         first_seen: dict[str, int] = {}
+        seen_per = self.seen_completed()
         for index, session in enumerate(self.sessions):
-            for name in self.seen_completed().get(session, []):
+            for name in seen_per.get(session, []):
                 first_seen.setdefault(name, index)
         offenders = []
         for index, session in enumerate(self.sessions):
