@@ -41,12 +41,15 @@ The oracle, applied to every case:
   - a ``CheckpointError`` whose message contains the checkpoint path the user gave, whose
     ``.path`` is that path or a file inside ``<path>.d/`` (never a file an attacker pointed
     at), and which does not tell the user to delete a planted path; or
-  - a correct resume: every handle restored from the checkpoint holds the value the original
-    run produced, running the re-submitted DAG completes every task with the original
-    values, and one more resume afterwards restores every task (the resumed runner wrote a
-    sound checkpoint over the damaged one). Restoring fewer tasks than the pristine
-    checkpoint is allowed (a journal may lose a torn tail), but restoring *none* while the
-    pristine checkpoint restores some is a silent fresh start, a failure, except when
+  - a correct resume (never one that needed to follow a symlink out of ``<path>.d/``: when
+    an essential file or the folder became a link to an identical copy outside, restoring
+    everything proves the link was followed): every handle restored from the checkpoint
+    holds the value the original run produced, running the re-submitted DAG completes every
+    task with the original values, and one more resume afterwards restores every task (the
+    resumed runner wrote a sound checkpoint over the damaged one). Restoring fewer tasks
+    than the pristine checkpoint is allowed (a journal may lose a torn tail), but restoring
+    *none* while the pristine checkpoint restores some is a silent fresh start, a failure,
+    except when
 
     - every file the mutation touched is *non-essential*: removing that file alone from the
       pristine checkpoint still restores every task (measured per kind, on the pristine
@@ -267,6 +270,9 @@ class Mutator:
         self.only_truncated_parts = True
         self.planted: list[str] = []  # paths an attacker pointed at
         self.fifos: list[Path] = []
+        # A file (or the folder) became a symlink to an identical copy outside: a resume
+        # that still restores everything must have followed it.
+        self.links_out = False
         self.what: list[str] = []
 
     # helpers
@@ -545,6 +551,7 @@ class Mutator:
             shutil.rmtree(self.parts)
             self.parts.symlink_to(copy)
             self.planted.append(str(copy))
+            self.links_out = True
             self.note("replace the folder by a symlink to a copy outside")
             return
         rel = self.pick()
@@ -555,6 +562,7 @@ class Mutator:
             link = "/dev/zero"
         elif choice == 1:
             link = self.outside_file("copy.bin", original)
+            self.links_out = True
         elif choice == 2:
             link = self.outside_file("evil.bin", self.evil_bytes())
             self.fix_digests(original, link.read_bytes())
@@ -957,6 +965,9 @@ def judge(case: Case, base: Base, m: Mutator, outcome: Outcome) -> str | None:
         return f"restored wrong values {wrong}"
     if outcome.final != base.values or outcome.statuses != {"completed"}:
         return f"the resumed run ended with {outcome.final} ({outcome.statuses})"
+    if m.links_out and not m.touched <= base.non_essential and \
+            len(outcome.restored) == base.restored:
+        return "a symlink to a copy outside the checkpoint was followed"
     if outcome.again_error is not None or outcome.again != len(PARENTS):
         return (f"after the resumed run completed every task, resuming again restored "
                 f"{outcome.again} tasks ({outcome.again_error!r})")
