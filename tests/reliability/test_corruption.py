@@ -844,6 +844,7 @@ TARGETED: dict[str, Callable[[Mutator], None]] = {
     "segment-fifo": _fifo_at(inside=True),
     "attempts-abc": _record_field("attempts", "abc"),
     "status-unknown": _record_field("status", "done-ish"),
+    "status-list": _record_field("status", []),
     "key-int": _record_field("key", 12),
     "segments-empty-dict": _every_segment(b"{}"),
     "segments-empty-list": _every_segment(b"[]"),
@@ -872,6 +873,19 @@ def all_cases() -> list[Case]:
 
 
 CASES = all_cases()
+
+# Bugs this harness found that are not fixed yet: strict, so a fix makes them fail as XPASS and
+# the entry gets removed. Keyed by case family and kind (the variants all show it).
+KNOWN_BUGS = {
+    ("status-list", "json"): "a record whose status is unhashable ([] or {}) raises TypeError "
+                             "from _records.validate_record instead of CheckpointError",
+}
+
+
+def _param(case: Case) -> Any:
+    bug = KNOWN_BUGS.get((case.family, case.kind))
+    marks = [pytest.mark.xfail(reason=bug, strict=True)] if bug else []
+    return pytest.param(case, id=case.id, marks=marks)
 
 
 # -- running one case -----------------------------------------------------------------------------
@@ -980,7 +994,7 @@ def judge(case: Case, base: Base, m: Mutator, outcome: Outcome) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_corrupted_checkpoint_is_refused_or_restored(
         case: Case, bases: dict[tuple[str, str], Base], tmp_path: Path) -> None:
     base = bases[case.kind, case.variant]
