@@ -876,10 +876,7 @@ CASES = all_cases()
 
 # Bugs this harness found that are not fixed yet: strict, so a fix makes them fail as XPASS and
 # the entry gets removed. Keyed by case family and kind (the variants all show it).
-KNOWN_BUGS = {
-    ("status-list", "json"): "a record whose status is unhashable ([] or {}) raises TypeError "
-                             "from _records.validate_record instead of CheckpointError",
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 def _param(case: Case) -> Any:
