@@ -995,3 +995,38 @@ def test_resume_replays_add_dependency_on_restored_handles(tmp_path: Path) -> No
     assert CALLS == []
     assert first.restored and second.restored
     assert second.parents == (first,)
+
+
+# -- bad input: arguments a checkpointer cannot store, resume options -----------------------
+
+
+def test_unserialisable_arguments_with_a_checkpointer(tmp_path: Path) -> None:
+    from pyworkflowy_nb import PickleCheckpointer
+
+    json_runner = TaskRunner(checkpoint_path=tmp_path / "a.json")
+    with pytest.raises(CheckpointError) as info:
+        json_runner.submit(square, object())
+    assert "argument 0" in str(info.value) and "PickleCheckpointer" in str(info.value)
+    pickle_runner = TaskRunner(checkpointer=PickleCheckpointer(tmp_path / "b.pkl"))
+    with pytest.raises(CheckpointError, match="cannot be pickled"):
+        pickle_runner.submit(square, (i for i in range(3)))
+    assert json_runner.handles == [] and pickle_runner.handles == []
+
+
+def test_resume_from_a_path_with_nothing_yet_starts_fresh_there(tmp_path: Path) -> None:
+    # Issue 9: nothing written yet is not an error; the runner checkpoints at that path.
+    missing = tmp_path / "missing.json"
+    runner = TaskRunner.resume(missing)
+    assert isinstance(runner.checkpointer, JSONCheckpointer)
+    assert runner.checkpointer.path == missing
+
+
+def test_resume_keeps_other_runner_options_validated(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    with TaskRunner(checkpoint_path=path) as runner:
+        runner.submit(square, 1)
+        runner.run()
+    with pytest.raises(ValueError, match="unknown backend"):
+        TaskRunner.resume(path, backend="nope")
+    resumed = TaskRunner.resume(path, max_workers=2, backend="thread")
+    assert resumed.max_workers == 2 and resumed.backend == "thread"
