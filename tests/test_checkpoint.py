@@ -62,10 +62,8 @@ def _reset_calls() -> None:
     CALLS.clear()
 
 
-@pytest.fixture(autouse=True)
-def _private_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Pickle checkpoints are signed with the per-user key: never touch the real one here.
-    monkeypatch.setenv("PYWORKFLOWY_NB_KEY_FILE", str(tmp_path / "keys" / "checkpoint.key"))
+# Pickle checkpoints are signed with the per-user key: never touch the real one here.
+pytestmark = pytest.mark.usefixtures("key_file")
 
 
 def stored(path: Path) -> dict[str, dict[str, Any]]:

@@ -40,11 +40,8 @@ KEY_A = b"A" * 32
 KEY_B = b"B" * 32
 
 
-@pytest.fixture(autouse=True)
-def private_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    key_file = tmp_path / "config" / "pyworkflowy_nb" / "checkpoint.key"
-    monkeypatch.setenv(KEY_ENV_VAR, str(key_file))
-    return key_file
+# Pickle checkpoints are signed with the per-user key: never touch the real one here.
+pytestmark = pytest.mark.usefixtures("key_file")
 
 
 @pytest.fixture
@@ -239,20 +236,20 @@ def test_checkpoint_files_are_owner_only_whatever_the_umask(ckpath: Path, umask:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
 
 
-def test_key_file_is_created_owner_only_and_reused(private_key_file: Path, ckpath: Path) -> None:
-    assert not private_key_file.exists()
+def test_key_file_is_created_owner_only_and_reused(key_file: Path, ckpath: Path) -> None:
+    assert not key_file.exists()
     CloudpickleCheckpointer(ckpath).write_records({"a": record("a", 1)})
-    assert stat.S_IMODE(os.stat(private_key_file).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(private_key_file.parent).st_mode) == 0o700
-    key = private_key_file.read_bytes()
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(key_file.parent).st_mode) == 0o700
+    key = key_file.read_bytes()
     assert len(key) == 32
     # A second checkpointer (a restarted kernel) reads the same key, so it trusts the file.
     assert CloudpickleCheckpointer(ckpath).read_records()["a"]["value"] == 1
-    assert private_key_file.read_bytes() == key
+    assert key_file.read_bytes() == key
     assert load_or_create_key() == key
 
 
-def test_concurrent_first_use_agrees_on_one_key(private_key_file: Path) -> None:
+def test_concurrent_first_use_agrees_on_one_key(key_file: Path) -> None:
     barrier = threading.Barrier(8)
     keys: list[bytes] = []
     lock = threading.Lock()
@@ -269,8 +266,8 @@ def test_concurrent_first_use_agrees_on_one_key(private_key_file: Path) -> None:
     for t in threads:
         t.join()
     assert len(keys) == 8
-    assert set(keys) == {private_key_file.read_bytes()}
-    assert os.listdir(private_key_file.parent) == [private_key_file.name]  # no temp files left
+    assert set(keys) == {key_file.read_bytes()}
+    assert os.listdir(key_file.parent) == [key_file.name]  # no temp files left
 
 
 def test_key_location_follows_xdg_and_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,16 +282,16 @@ def test_key_location_follows_xdg_and_home(tmp_path: Path, monkeypatch: pytest.M
     assert expected.read_bytes() == key
 
 
-def test_a_key_file_others_can_read_is_refused(private_key_file: Path) -> None:
+def test_a_key_file_others_can_read_is_refused(key_file: Path) -> None:
     load_or_create_key()
-    os.chmod(private_key_file, 0o644)
+    os.chmod(key_file, 0o644)
     with pytest.raises(CheckpointError, match=r"mode 0644.*chmod 600"):
         load_or_create_key()
 
 
-def test_a_key_file_of_the_wrong_size_is_refused(private_key_file: Path) -> None:
+def test_a_key_file_of_the_wrong_size_is_refused(key_file: Path) -> None:
     load_or_create_key()
-    private_key_file.write_bytes(b"short")
+    key_file.write_bytes(b"short")
     with pytest.raises(CheckpointError, match="holds 5 bytes, expected 32"):
         load_or_create_key()
 
@@ -308,11 +305,11 @@ def test_an_unusable_key_location_says_how_to_fix_it(tmp_path: Path,
         CloudpickleCheckpointer(tmp_path / "state.wfy")
 
 
-def test_a_symlinked_key_file_is_followed(private_key_file: Path, tmp_path: Path) -> None:
+def test_a_symlinked_key_file_is_followed(key_file: Path, tmp_path: Path) -> None:
     real = tmp_path / "dotfiles" / "checkpoint.key"
     key = load_or_create_key(real)
-    private_key_file.parent.mkdir(parents=True)
-    private_key_file.symlink_to(real)
+    key_file.parent.mkdir(parents=True)
+    key_file.symlink_to(real)
     assert load_or_create_key() == key
 
 
@@ -378,7 +375,7 @@ def test_a_replaced_segment_with_a_matching_digest_fails_the_manifest_signature(
 
 
 def test_a_segment_signature_is_checked_even_when_the_manifest_is_valid(
-        ckpath: Path, tmp_path: Path, private_key_file: Path, decode_calls: list[int]) -> None:
+        ckpath: Path, tmp_path: Path, key_file: Path, decode_calls: list[int]) -> None:
     import hashlib
 
     import cloudpickle
@@ -394,7 +391,7 @@ def test_a_segment_signature_is_checked_even_when_the_manifest_is_valid(
         body["segments"][0]["sha256"] = hashlib.sha256(evil).hexdigest()
 
     # Only the manifest is re-signed: the segment's own signature still vouches for the old bytes.
-    rewrite_manifest(ckpath, point_at_evil, key=private_key_file.read_bytes())
+    rewrite_manifest(ckpath, point_at_evil, key=key_file.read_bytes())
     with pytest.raises(CheckpointError, match=r"segment .* failed the integrity check") as err:
         CloudpickleCheckpointer(ckpath).read_records()
     assert err.value.path == str(ckpath)  # the checkpoint the user gave; the message names both
@@ -464,7 +461,7 @@ def test_libraries_that_are_not_imported_are_not_recorded_or_imported(
     ],
 )
 def test_another_environment_is_refused_before_unpickling(
-        ckpath: Path, tmp_path: Path, private_key_file: Path, decode_calls: list[int],
+        ckpath: Path, tmp_path: Path, key_file: Path, decode_calls: list[int],
         field: str, recorded: str, expected: str) -> None:
     marker = tmp_path / "payload-ran"
     CloudpickleCheckpointer(ckpath).write_records({"x": record("x", MakeDirOnLoad(marker))})
@@ -472,7 +469,7 @@ def test_another_environment_is_refused_before_unpickling(
     def pretend(body: dict[str, Any]) -> None:
         body["environment"][field] = recorded
 
-    rewrite_manifest(ckpath, pretend, key=private_key_file.read_bytes())
+    rewrite_manifest(ckpath, pretend, key=key_file.read_bytes())
     with pytest.raises(CheckpointError) as err:
         CloudpickleCheckpointer(ckpath).read_records()
     message = str(err.value)
