@@ -8,6 +8,7 @@ under pytest's default import mode, and forked or spawned workers inherit it).
 from __future__ import annotations
 
 import os
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pyworkflowy_nb import TaskBase, current_task, task
+from pyworkflowy_nb._html import NodeSnapshot
 
 HANG_GUARD = 30.0  # seconds; only ever reached when something is broken
 
@@ -147,3 +149,18 @@ def fail_first(folder: str, failures: int) -> int:
 def die(code: int) -> None:
     """Process body that kills its worker, as an OOM kill or a crashing C extension would."""
     os._exit(code)
+
+
+def node(key: str, state: str = "completed", parents: tuple[str, ...] = (), *,
+         name: str | None = None, attempts: int = 1, duration: float | None = 0.25,
+         error: str | None = None) -> NodeSnapshot:
+    """A node snapshot for the HTML and DOT tests; the name defaults to the key's call name."""
+    return NodeSnapshot(key, name or key.split("(")[0], state, attempts, duration, error, parents)
+
+
+def cell_namespace(source: str, filename: str = "/tmp/ipykernel_4242/1234567.py",
+                   blank_lines: int = 0) -> dict[str, Any]:
+    """Run ``source`` as a notebook cell would: module ``__main__``, an ipykernel file name."""
+    ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
+    exec(compile("\n" * blank_lines + textwrap.dedent(source), filename, "exec"), ns)
+    return ns
