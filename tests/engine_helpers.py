@@ -1,4 +1,7 @@
-"""Shared helpers for the engine tests.
+"""Shared plain helpers for the tests: the one hang guard, ``wait_until``, task bodies.
+
+Fixtures live in ``conftest.py`` (pytest injects them); everything a test imports by name
+lives here, because importing from ``conftest`` is not something pytest supports.
 
 Process-backend workers import task functions by module and qualname, so every function the
 process backend runs lives here at module top level (the tests directory is on ``sys.path``
@@ -18,7 +21,10 @@ from typing import Any
 from pyworkflowy_nb import TaskBase, current_task, task
 from pyworkflowy_nb._html import NodeSnapshot
 
-HANG_GUARD = 30.0  # seconds; only ever reached when something is broken
+#: Seconds any wait in a test may take before it counts as a hang: only ever reached when
+#: something is broken, never a speed assertion. Waits on another process (a kernel cell, a dask
+#: worker, JupyterLab) use a stated multiple of it.
+HANG_GUARD = 30.0
 
 
 class Gauge:

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from engine_helpers import wait_until
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from kernel_utils import poll
 
 from pyworkflowy_nb.notebook import Session
 from pyworkflowy_nb.notebook._magics import WorkflowMagics
@@ -144,11 +144,11 @@ def test_schedule_every_fires_repeatedly_with_current_code(ip: InteractiveShell)
     ip.run_line_magic("wfy_schedule", "every 0.05 tick")
     session = magics_session(ip)
     try:
-        poll(lambda: len(ip.user_ns["ticks"]) >= 2, what="two firings")
+        wait_until(lambda: len(ip.user_ns["ticks"]) >= 2, "two firings")
         assert ip.user_ns["tick"] >= 1 and ip.user_ns["base"] == 10
         # Redefining a cell takes effect on a later firing.
         ip.run_cell_magic("task", "base", "20")
-        poll(lambda: 20 in ip.user_ns["ticks"], what="a firing with the new code")
+        wait_until(lambda: 20 in ip.user_ns["ticks"], "a firing with the new code")
         rows = session.schedules.rows()
         assert rows[0]["tasks"] == "tick" and rows[0]["trigger"] == "every 0.05s"
     finally:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from engine_helpers import wait_until
 from IPython.core.error import UsageError
-from kernel_utils import poll
 
 from pyworkflowy_nb import TaskStatus
 from pyworkflowy_nb.exceptions import (
@@ -248,7 +248,7 @@ def test_a_background_run_blocks_a_second_run_until_done(session: Session) -> No
         gate.set()
     assert run.future is not None
     assert run.future.result(timeout=60).ok
-    poll(lambda: session.user_ns.get("wait") == "done", what="the background result")
+    wait_until(lambda: session.user_ns.get("wait") == "done", "the background result")
     session.check_idle()
 
 
