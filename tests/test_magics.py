@@ -6,7 +6,6 @@ Kernel-only behaviour (the running loop, parent headers, SIGKILL) is in test_mag
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,20 +15,6 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from pyworkflowy_nb.notebook import Session
 from pyworkflowy_nb.notebook._magics import WorkflowMagics
-
-
-@pytest.fixture
-def ip() -> Iterator[InteractiveShell]:
-    shell = InteractiveShell.instance()
-    session = Session(shell=shell)
-    shell.register_magics(WorkflowMagics(shell, session))
-    try:
-        yield shell
-    finally:
-        session.close()
-        # Leave no global shell behind: other test modules check behaviour outside IPython.
-        shell.history_manager.end_session()
-        InteractiveShell.clear_instance()
 
 
 def magics_session(ip: InteractiveShell) -> Session:
