@@ -88,6 +88,17 @@ def process_square(x: int) -> int:
     return x * x
 
 
+#: A test changes this before a process pool starts: a forked worker inherits the change with
+#: the parent's memory, a spawned or forkserver worker imports this module afresh.
+INHERITED = "fresh"
+
+
+@task(backend="process")
+def process_origin() -> tuple[int, str]:
+    """Where a process body runs: its parent's pid and what it sees of ``INHERITED``."""
+    return os.getppid(), INHERITED
+
+
 @task(backend="process")
 def process_context_is_none() -> bool:
     return current_task() is None
