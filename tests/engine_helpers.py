@@ -27,6 +27,15 @@ from pyworkflowy_nb._html import NodeSnapshot
 HANG_GUARD = 30.0
 
 
+class Boom(Exception):
+    """The failure a test raises on purpose (never one the engine raises itself)."""
+
+
+@task
+def explode(label: str) -> None:
+    raise Boom(label)
+
+
 class Gauge:
     """Counts how many bodies run at once and remembers the highest count seen."""
 

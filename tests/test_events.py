@@ -7,12 +7,9 @@ import logging
 from pathlib import Path
 
 import pytest
+from engine_helpers import Boom
 
 from pyworkflowy_nb import EventLog, TaskEvent, TaskRunner, task
-
-
-class Boom(Exception):
-    pass
 
 
 @task

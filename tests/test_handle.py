@@ -5,23 +5,14 @@ from __future__ import annotations
 import threading
 
 import pytest
-from engine_helpers import HANG_GUARD
+from engine_helpers import HANG_GUARD, Boom, explode
 
 from pyworkflowy_nb import TaskRunner, TaskStatus, task
-
-
-class Boom(Exception):
-    pass
 
 
 @task
 def square(x: int) -> int:
     return x * x
-
-
-@task
-def explode(label: str) -> None:
-    raise Boom(label)
 
 
 def test_handle_attributes() -> None:

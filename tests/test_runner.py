@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 import pytest
-from engine_helpers import HANG_GUARD, wait_until
+from engine_helpers import HANG_GUARD, Boom, explode, wait_until
 
 from pyworkflowy_nb import (
     RunResults,
@@ -25,18 +25,9 @@ from pyworkflowy_nb import (
 from pyworkflowy_nb.exceptions import DependencyFailedError, TaskCancelledError
 
 
-class Boom(Exception):
-    pass
-
-
 @task
 def square(x: int) -> int:
     return x * x
-
-
-@task
-def explode(label: str) -> None:
-    raise Boom(label)
 
 
 @task
