@@ -130,9 +130,9 @@ def test_the_cloudpickle_codec_is_declared_as_an_entry_point() -> None:
             "reinstall the package (pip install --no-deps -e .) so its entry points exist")
 
 
+@pytest.mark.usefixtures("key_file")  # a key of this test's own, through the environment
 def test_resume_of_a_cloudpickle_checkpoint_in_a_fresh_process(tmp_path: Path) -> None:
-    key_file = tmp_path / "key"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYWORKFLOWY_NB_KEY_FILE": str(key_file)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     path = tmp_path / "state.wfy"
     write = textwrap.dedent(f"""
         from pyworkflowy_nb import TaskRunner
