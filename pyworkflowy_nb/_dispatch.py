@@ -6,7 +6,9 @@ transition touches only the handle and its direct children: a ready queue per ex
 parents mean nothing ever rescans all handles. Sync tasks on the asyncio lane run inline on the
 loop (no asyncio.Task per call), which is what makes 100,000 small tasks cheap; the loop is
 yielded every few milliseconds so timers, cancellations and cross-thread submissions still get
-through.
+through. Because those inline bodies run one at a time, they share a single slot of
+``max_workers`` per batch instead of taking one each: the bound on how many bodies run at once
+holds, and the default ``max_workers=8`` does not chop a pass of small tasks into batches of 8.
 
 With a file checkpointer, a completed attempt is not settled at once: it waits in ``commits``
 until the end of the dispatcher's pass, when :meth:`Dispatcher.commit` appends the whole group
@@ -64,6 +66,8 @@ _SKIPPED = TaskStatus.SKIPPED
 _CANCELLED = TaskStatus.CANCELLED
 _TERMINAL = (_COMPLETED, _FAILED, _SKIPPED, _CANCELLED)  # tuple: identity checks, no hashing
 _LANES = ("asyncio", "thread", "process", "dask")
+# Ready queues: the lanes, plus "inline" for the sync tasks that run on the loop itself.
+_QUEUES = ("inline", "asyncio", "thread", "process", "dask")
 _REMOTE = ("process", "dask")  # lanes whose running attempts cannot be interrupted
 _BATCH = 256
 _YIELD_EVERY = 0.005  # seconds of inline work before the loop gets a turn
@@ -75,6 +79,14 @@ def lane_of(handle: TaskHandle[Any]) -> str:
     lane = handle._backend
     if lane == "asyncio" and not handle.task.is_async and handle.task.timeout is not None:
         return "thread"
+    return lane
+
+
+def queue_of(handle: TaskHandle[Any]) -> str:
+    """The ready queue of ``handle``: its lane, or "inline" for a sync body run on the loop."""
+    lane = lane_of(handle)
+    if lane == "asyncio" and not handle.task.is_async:
+        return "inline"
     return lane
 
 
@@ -182,10 +194,11 @@ class Dispatcher:
         self.on_task_error = on_task_error
         self.persistence = persistence
         self.max_workers = max_workers
-        self.queues: dict[str, ReadyQueue] = {n: ReadyQueue() for n in _LANES}
+        self.queues: dict[str, ReadyQueue] = {n: ReadyQueue() for n in _QUEUES}
         self.inflight = dict.fromkeys(_LANES, 0)
         self.caps = {n: self.pools.capacity(n) for n in _LANES}
         self.total_inflight = 0
+        self.inline_slot = False  # the current batch's inline bodies hold one slot (take())
         self.unfinished = 0  # admitted handles not yet terminal; changed only in this class
         self.run: ActiveRun | None = None
         self.rng = random.Random()
@@ -250,7 +263,7 @@ class Dispatcher:
     def push_ready(self, h: TaskHandle[Any]) -> None:
         if h.status is _PENDING:
             h.status = _READY  # a retry stays RETRYING while it waits for its slot
-        self.queues[lane_of(h)].push(h)
+        self.queues[queue_of(h)].push(h)
         self.wake()
 
     def wake(self) -> None:
@@ -268,19 +281,30 @@ class Dispatcher:
                 run.wake_scheduled = False
 
     def take(self) -> list[TaskHandle[Any]]:
-        """Pop up to a batch of startable handles, best priority first, within capacity."""
+        """Pop up to a batch of startable handles, best priority first, within capacity.
+
+        Inline sync bodies run one at a time on the loop, so together they need one slot of
+        ``max_workers``, not one each: the first inline handle of a batch reserves a slot
+        (given back by :meth:`end_batch`), the others ride on it and stay READY until
+        :meth:`launch` starts each. With the default ``max_workers=8`` a batch of small sync
+        tasks is then as long as without a limit, and no more bodies run at once than allowed.
+        """
         out: list[TaskHandle[Any]] = []
         queues, inflight, caps = self.queues, self.inflight, self.caps
         limit = self.max_workers
         while len(out) < _BATCH:
-            if limit and self.total_inflight >= limit:
+            full = limit is not None and self.total_inflight >= limit
+            if full and not self.inline_slot:
                 break
             best: ReadyQueue | None = None
             best_key = (0, 0)
             best_lane = ""
-            for lane in _LANES:
+            for lane in _QUEUES:
                 queue = queues[lane]
-                if queue and (lane == "asyncio" or inflight[lane] < caps[lane]):
+                if not queue:
+                    continue
+                if lane == "inline" or (not full and (
+                        lane == "asyncio" or inflight[lane] < caps[lane])):
                     key = queue.head_key()
                     if best is None or key < best_key:
                         best, best_key, best_lane = queue, key, lane
@@ -289,11 +313,22 @@ class Dispatcher:
             h = best.pop()
             if (h.status is not _READY and h.status is not _RETRYING) or h._waiting:
                 continue  # cancelled while queued, or given a new dependency since
-            h.status = _RUNNING
-            inflight[best_lane] += 1
-            self.total_inflight += 1
+            if best_lane == "inline":
+                if not self.inline_slot:
+                    self.inline_slot = True
+                    self.total_inflight += 1
+            else:
+                h.status = _RUNNING
+                inflight[best_lane] += 1
+                self.total_inflight += 1
             out.append(h)
         return out
+
+    def end_batch(self) -> None:
+        """Give back the slot the batch's inline bodies shared (lock held)."""
+        if self.inline_slot:
+            self.inline_slot = False
+            self.total_inflight -= 1
 
     def release(self, lane: str) -> None:
         self.inflight[lane] -= 1
@@ -322,8 +357,12 @@ class Dispatcher:
                         return
                     wakeup.clear()
             if batch:
-                for h in batch:
-                    self.launch(h, run)
+                try:
+                    for h in batch:
+                        self.launch(h, run)
+                finally:
+                    with lock:
+                        self.end_batch()
                 if time.perf_counter() >= next_yield:
                     await asyncio.sleep(0)
                     next_yield = time.perf_counter() + _YIELD_EVERY
@@ -332,13 +371,21 @@ class Dispatcher:
 
     def launch(self, h: TaskHandle[Any], run: ActiveRun) -> None:
         task = h.task
+        inline = not task.is_async and lane_of(h) == "asyncio"
+        if inline:
+            with self.lock:
+                status = h.status
+                if (status is not _READY and status is not _RETRYING) or h._waiting:
+                    return  # cancelled, or given a new dependency, since take() popped it
+                h.status = _RUNNING
         ctx = h._ctx
         if ctx is None:
             ctx = h._ctx = TaskContext(h.name, h.key, 0, self.owner)
         elif ctx._cancelled or h.status is not _RUNNING:
             # Cancelled between leaving the queue and starting: give the slot back unused.
             with self.lock:
-                self.release(lane_of(h))
+                if not inline:
+                    self.release(lane_of(h))
                 if h.status is _RUNNING:
                     self.settle(h, _CANCELLED, None, TaskCancelledError(
                         f"task {h.key!r} was cancelled before it started", task=h.key))
@@ -356,19 +403,20 @@ class Dispatcher:
                 assert run.loop is not None
                 h._inflight = run.loop.create_task(self._run_coroutine(h, ctx, attempt))
                 return
+            # Inline: no slot of its own to release (the batch's shared one, see take()).
             token = _current_task.set(ctx)
             try:
                 value = task.fn(*h.args, **h.kwargs)
             except Exception as exc:
                 _current_task.reset(token)
-                self.attempt_done(h, attempt, None, exc, "asyncio")
+                self.attempt_done(h, attempt, None, exc, None)
                 return
             except BaseException as exc:  # KeyboardInterrupt, SystemExit: fail it, then stop
                 _current_task.reset(token)
-                self.attempt_done(h, attempt, None, exc, "asyncio")
+                self.attempt_done(h, attempt, None, exc, None)
                 raise
             _current_task.reset(token)
-            self.attempt_done(h, attempt, value, None, "asyncio")
+            self.attempt_done(h, attempt, value, None, None)
             return
         self._launch_in_pool(h, ctx, attempt, lane, run)
 
