@@ -124,6 +124,10 @@ class ReadyQueue:
             return top[0], top[1]
         return 0, self.fifo[0]._seq
 
+    def peek(self) -> TaskHandle[Any]:
+        """The handle pop() would return; the queue must not be empty."""
+        return self.heap[0][2] if self._heap_first() else self.fifo[0]
+
     def pop(self) -> TaskHandle[Any]:
         if self._heap_first():
             return heapq.heappop(self.heap)[2]
@@ -197,6 +201,12 @@ class Dispatcher:
         self.queues: dict[str, ReadyQueue] = {n: ReadyQueue() for n in _QUEUES}
         self.inflight = dict.fromkeys(_LANES, 0)
         self.caps = {n: self.pools.capacity(n) for n in _LANES}
+        # Where caps allow more in flight than run at once (Dask), attempts with a timeout
+        # still wait for a free worker thread (Pools.size).
+        self.sizes = {n: self.pools.size(n) for n in _LANES if n in _REMOTE}
+        # Lanes whose attempts count against max_workers (a Dask cluster under the default
+        # bounds itself, see Pools.bounded).
+        self.counted = {n: self.pools.bounded(n) for n in _LANES}
         self.total_inflight = 0
         self.inline_slot = False  # the current batch's inline bodies hold one slot (take())
         self.unfinished = 0  # admitted handles not yet terminal; changed only in this class
@@ -292,10 +302,9 @@ class Dispatcher:
         out: list[TaskHandle[Any]] = []
         queues, inflight, caps = self.queues, self.inflight, self.caps
         limit = self.max_workers
+        counted = self.counted
         while len(out) < _BATCH:
             full = limit is not None and self.total_inflight >= limit
-            if full and not self.inline_slot:
-                break
             best: ReadyQueue | None = None
             best_key = (0, 0)
             best_lane = ""
@@ -303,11 +312,18 @@ class Dispatcher:
                 queue = queues[lane]
                 if not queue:
                     continue
-                if lane == "inline" or (not full and (
-                        lane == "asyncio" or inflight[lane] < caps[lane])):
-                    key = queue.head_key()
-                    if best is None or key < best_key:
-                        best, best_key, best_lane = queue, key, lane
+                if lane == "inline":
+                    if full and not self.inline_slot:
+                        continue
+                elif (full and counted[lane]) or (
+                        lane != "asyncio" and inflight[lane] >= caps[lane]):
+                    continue  # no slot under max_workers, or the lane is at its capacity
+                elif lane == "dask" and inflight[lane] >= self.sizes[lane] \
+                        and queue.peek().task.timeout is not None:
+                    continue  # its clock must not tick while it queues inside Dask
+                key = queue.head_key()
+                if best is None or key < best_key:
+                    best, best_key, best_lane = queue, key, lane
             if best is None:
                 break
             h = best.pop()
@@ -320,7 +336,8 @@ class Dispatcher:
             else:
                 h.status = _RUNNING
                 inflight[best_lane] += 1
-                self.total_inflight += 1
+                if counted[best_lane]:
+                    self.total_inflight += 1
             out.append(h)
         return out
 
@@ -332,7 +349,8 @@ class Dispatcher:
 
     def release(self, lane: str) -> None:
         self.inflight[lane] -= 1
-        self.total_inflight -= 1
+        if self.counted[lane]:
+            self.total_inflight -= 1
 
     # -- driving -------------------------------------------------------------------------------
     async def drive(self, run: ActiveRun) -> None:
