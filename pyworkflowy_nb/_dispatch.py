@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from . import _graph
 from ._context import TaskContext, _current_task
 from ._events import EventBus
+from ._gc import LARGE, GcHold
 from ._handle import TaskHandle, TaskStatus, dependency_outcome
 from ._pools import Pools, call_in_process, call_in_thread, call_plain
 from .exceptions import (
@@ -210,6 +211,7 @@ class Dispatcher:
         self.total_inflight = 0
         self.inline_slot = False  # the current batch's inline bodies hold one slot (take())
         self.unfinished = 0  # admitted handles not yet terminal; changed only in this class
+        self.gc_hold = GcHold()  # taken while unfinished >= LARGE, given back as a run ends
         self.run: ActiveRun | None = None
         self.rng = random.Random()
         self.durable = persistence is not None and persistence.durable
@@ -229,6 +231,8 @@ class Dispatcher:
                 bus.emit("restored", h, h.attempts)
             return
         self.unfinished += 1
+        if self.unfinished == LARGE:
+            self.gc_hold.take()  # a large graph: defer full collections until it has run
         failed = _graph.wire(h)
         if failed is not None and h.task.on_dep_failure != "run-anyway":
             self.settle_on_failed_parent(h, failed)
@@ -372,6 +376,7 @@ class Dispatcher:
                         # for the next one); none can slip in between.
                         if self.run is run:
                             self.run = None
+                        self.gc_hold.give()
                         return
                     wakeup.clear()
             if batch:
@@ -669,6 +674,9 @@ class Dispatcher:
         x._exception = err
         x.finished_at = stamp if stamp is not None else time.time()
         x._inflight = None
+        # Nothing reads the context of a terminal handle (every path checks the status first),
+        # and a million finished handles would otherwise keep a million of them alive.
+        x._ctx = None
         self.unfinished -= 1
 
     @staticmethod

@@ -507,6 +507,7 @@ class TaskRunner:
         self._closed = True
         self.stop()
         self._dispatch.pools.shutdown(wait=wait)
+        self._dispatch.gc_hold.give()
         if self._persist is not None and self._dispatch.run is None:
             self._persist.flush()
 
