@@ -152,6 +152,10 @@ class Dispatcher:
         self.unfinished = 0
         self.run: Run | None = None
         self.rng = random.Random()
+        self.now = runner._clock.time  # every timestamp; the loop's timers keep the loop's time
+        # Pool attempts whose outcome the loop has not seen yet: while any is out, a MockClock
+        # may not jump past their timeouts (see busy()).
+        self.awaiting: set[PoolFuture[Any]] = set()
         writer = runner._writer
         self.durable = writer is not None and writer.durable
         # Completed attempts waiting for their group's journal write: (handle, attempt, value).
@@ -210,6 +214,10 @@ class Dispatcher:
         self.inflight[lane] -= 1
         self.total_inflight -= 1
 
+    def busy(self) -> bool:
+        """True while a real worker runs an attempt for this run (read by virtual loops)."""
+        return bool(self.awaiting)
+
     # -- driving -------------------------------------------------------------------------------
     async def drive(self, run: Run) -> None:
         assert run.wakeup is not None
@@ -256,7 +264,7 @@ class Dispatcher:
             return
         h.attempts += 1
         attempt = ctx.attempt = h.attempts
-        now = time.time()
+        now = self.now()
         if h.started_at is None:
             h.started_at = now
         if self.bus.active:
@@ -287,6 +295,12 @@ class Dispatcher:
                         run: Run) -> None:
         loop = run.loop
         assert loop is not None
+        # Armed before the attempt reaches a worker: once the body runs, its deadline is set
+        # (a test moving a MockClock by hand relies on that). The timer runs on this loop, so
+        # it always finds h._inflight set below.
+        timer = None
+        if h.task.timeout is not None:
+            timer = loop.call_later(h.task.timeout, self._pool_timeout, h, attempt)
         try:
             pool = self.pools.get(lane)
             try:
@@ -297,12 +311,12 @@ class Dispatcher:
                 self.pools.discard(lane, pool)
                 cf = self._submit_to(self.pools.get(lane), lane, h, ctx)
         except Exception as exc:  # a broken or shut-down pool fails the attempt, not the run
+            if timer is not None:
+                timer.cancel()
             self.attempt_done(h, attempt, None, exc, lane)
             return
         h._inflight = cf
-        timer = None
-        if h.task.timeout is not None:
-            timer = loop.call_later(h.task.timeout, self._pool_timeout, h, attempt, cf)
+        self.awaiting.add(cf)
 
         def done(f: PoolFuture[Any]) -> None:  # runs on a worker or pool-manager thread
             with self.lock:
@@ -325,6 +339,7 @@ class Dispatcher:
 
     def _pool_finished(self, h: TaskHandle[Any], attempt: int, f: PoolFuture[Any],
                        timer: asyncio.TimerHandle | None) -> None:
+        self.awaiting.discard(f)
         if timer is not None:
             timer.cancel()
         if f.cancelled():
@@ -335,7 +350,10 @@ class Dispatcher:
             self.attempt_done(h, attempt, None if exc else f.result(), exc, None)
         self.wake()
 
-    def _pool_timeout(self, h: TaskHandle[Any], attempt: int, cf: PoolFuture[Any]) -> None:
+    def _pool_timeout(self, h: TaskHandle[Any], attempt: int) -> None:
+        cf = h._inflight
+        assert isinstance(cf, PoolFuture)
+        self.awaiting.discard(cf)  # abandoned: its outcome no longer matters to the clock
         with self.lock:
             if h.attempts != attempt or h.status is not _RUNNING:
                 return
@@ -433,10 +451,11 @@ class Dispatcher:
                 return
             if (attempt > 1 and isinstance(exc, policy.retry_on)
                     and not isinstance(exc, TaskTimeoutError)):
-                started = h.started_at or time.time()
+                now = self.now()
+                started = h.started_at if h.started_at is not None else now
                 wrapped = RetryExhaustedError(
                     f"task {h.key!r} failed {attempt} times; last error: {exc!r}",
-                    task=h.key, attempts=attempt, elapsed=time.time() - started)
+                    task=h.key, attempts=attempt, elapsed=now - started)
                 wrapped.__cause__ = exc
                 exc = wrapped
             self.settle(h, _FAILED, None, exc)
@@ -465,7 +484,7 @@ class Dispatcher:
                 live.append((h, value))
             if not live:
                 return
-            now = time.time()
+            now = self.now()
             record_of = self.runner._record_of
             records = []
             for h, value in live:
@@ -497,7 +516,7 @@ class Dispatcher:
             x._exception = err
             stamp = committed_at if x is h else None
             recorded = stamp is not None
-            x.finished_at = stamp if stamp is not None else time.time()
+            x.finished_at = stamp if stamp is not None else self.now()
             x._inflight = None
             self.unfinished -= 1
             waiters = x._waiters

@@ -32,6 +32,7 @@ from ._arguments import (
     check_seconds,
 )
 from ._checkpoint import Checkpointer, FileCheckpointer, JSONCheckpointer, checkpointer_for_path
+from ._clock import Clock, SystemClock, as_clock
 from ._context import _current_runner
 from ._dispatch import Dispatcher, Run
 from ._events import EventBus, TaskEvent
@@ -41,6 +42,7 @@ from ._policy import BACKENDS, EXTERNAL_BACKENDS, ON_TASK_ERROR, check_choice, c
 from ._records import STATE_VERSION, Record, records_from_state, state_entry
 from ._task import Task
 from ._views import CallableList
+from ._vloop import loop_factory
 from ._writer import CheckpointWriter
 
 __all__ = ["TaskRunner"]
@@ -63,6 +65,7 @@ class TaskRunner:
         checkpointer: Checkpointer | None = None,
         mp_context: str | None = None,
         executors: Mapping[str, Executor] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         check_non_negative("max_workers", max_workers, integer=True, positive=True)
         check_at_most("max_workers", max_workers, MAX_WORKERS,
@@ -117,8 +120,11 @@ class TaskRunner:
         self._writer = (CheckpointWriter(checkpointer, self.checkpoint_interval, self._state)
                         if checkpointer is not None else None)
         self._restored: dict[str, Record] = {}
+        # Every timestamp (started_at, finished_at, events) comes from this clock; under a
+        # MockClock the run's event loop keeps its virtual time too (see _vloop.py).
+        self._clock: Clock = as_clock(clock, "TaskRunner(clock=...)") or SystemClock()
         self._lock = threading.RLock()
-        self._bus = EventBus()
+        self._bus = EventBus(self._clock.time)
         self._handles: dict[str, TaskHandle[Any]] = {}
         self._key_counts: dict[str, int] = {}
         self._wrapped: dict[Any, Task[..., Any]] = {}
@@ -319,12 +325,23 @@ class TaskRunner:
 
     # -- running ---------------------------------------------------------------------------------
     @property
+    def clock(self) -> Clock:
+        """Where the runner's time comes from: the real clock, or the MockClock it was given."""
+        return self._clock
+
+    @property
     def running(self) -> bool:
         """True while a run is going (including one just started in the background)."""
         return self._dispatch.run is not None
 
     async def arun(self) -> RunResults:
-        """Run every submitted task to a terminal state on the current loop."""
+        """Run every submitted task to a terminal state on the current loop.
+
+        Under a MockClock the run goes to a dedicated loop thread on virtual time instead, and
+        this awaits it: the caller's loop keeps real time.
+        """
+        if self._virtual():
+            return await asyncio.wrap_future(self.run_in_background())
         run = Run()
         with self._lock:
             if self._dispatch.run is not None:
@@ -366,7 +383,9 @@ class TaskRunner:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is None:
+        if self._virtual():
+            pass  # always the loop thread, on virtual time: see arun()
+        elif loop is None:
             with self._lock:
                 active = self._dispatch.run
                 joinable = active is not None and active.future is not None
@@ -399,10 +418,12 @@ class TaskRunner:
             self._dispatch.run = run
         # The caller's context (bound runner, a Jupyter cell's parent header) travels along.
         context = contextvars.copy_context()
+        factory = loop_factory(self._clock, self._dispatch.busy)
 
         def main() -> None:
             try:
-                result = asyncio.run(self._drive(run))
+                with asyncio.Runner(loop_factory=factory) as loop_runner:
+                    result = loop_runner.run(self._drive(run))
             except BaseException as exc:
                 future.set_exception(exc)
             else:
@@ -411,6 +432,9 @@ class TaskRunner:
         future.set_running_or_notify_cancel()
         threading.Thread(target=context.run, args=(main,), name="wfy-run", daemon=True).start()
         return future
+
+    def _virtual(self) -> bool:
+        return getattr(self._clock, "virtual", False) is True
 
     def _check_can_wait(self, h: TaskHandle[Any], timeout: float | None, method: str) -> None:
         run = self._dispatch.run
