@@ -86,7 +86,8 @@ def validate_record(rec: object) -> Record:
     if extra:
         raise Invalid(f"record {rec.get('key')!r:.60} has unknown fields "
                       f"{', '.join(sorted(map(str, extra)))[:80]}")
-    if rec["status"] not in STORED_STATUSES:
+    # isinstance first: an unhashable status ([] or {}) would make the membership test raise.
+    if not isinstance(rec["status"], str) or rec["status"] not in STORED_STATUSES:
         raise Invalid(f"status of {rec['key']!r:.60} must be one of "
                       f"{', '.join(sorted(STORED_STATUSES))}, got {rec['status']!r:.60}")
     _check_common(rec, "key")

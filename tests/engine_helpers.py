@@ -1,4 +1,7 @@
-"""Shared helpers for the engine tests.
+"""Shared plain helpers for the tests: the one hang guard, ``wait_until``, task bodies.
+
+Fixtures live in ``conftest.py`` (pytest injects them); everything a test imports by name
+lives here, because importing from ``conftest`` is not something pytest supports.
 
 Process-backend workers import task functions by module and qualname, so every function the
 process backend runs lives here at module top level (the tests directory is on ``sys.path``
@@ -8,6 +11,7 @@ under pytest's default import mode, and forked or spawned workers inherit it).
 from __future__ import annotations
 
 import os
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,8 +19,21 @@ from contextlib import contextmanager
 from typing import Any
 
 from pyworkflowy_nb import TaskBase, current_task, task
+from pyworkflowy_nb._html import NodeSnapshot
 
-HANG_GUARD = 30.0  # seconds; only ever reached when something is broken
+#: Seconds any wait in a test may take before it counts as a hang: only ever reached when
+#: something is broken, never a speed assertion. Waits on another process (a kernel cell, a dask
+#: worker, JupyterLab) use a stated multiple of it.
+HANG_GUARD = 30.0
+
+
+class Boom(Exception):
+    """The failure a test raises on purpose (never one the engine raises itself)."""
+
+
+@task
+def explode(label: str) -> None:
+    raise Boom(label)
 
 
 class Gauge:
@@ -78,6 +95,17 @@ def sleep_then(seconds: float, value: Any) -> Any:
 @task(backend="process")
 def process_square(x: int) -> int:
     return x * x
+
+
+#: A test changes this before a process pool starts: a forked worker inherits the change with
+#: the parent's memory, a spawned or forkserver worker imports this module afresh.
+INHERITED = "fresh"
+
+
+@task(backend="process")
+def process_origin() -> tuple[int, str]:
+    """Where a process body runs: its parent's pid and what it sees of ``INHERITED``."""
+    return os.getppid(), INHERITED
 
 
 @task(backend="process")
@@ -147,3 +175,18 @@ def fail_first(folder: str, failures: int) -> int:
 def die(code: int) -> None:
     """Process body that kills its worker, as an OOM kill or a crashing C extension would."""
     os._exit(code)
+
+
+def node(key: str, state: str = "completed", parents: tuple[str, ...] = (), *,
+         name: str | None = None, attempts: int = 1, duration: float | None = 0.25,
+         error: str | None = None) -> NodeSnapshot:
+    """A node snapshot for the HTML and DOT tests; the name defaults to the key's call name."""
+    return NodeSnapshot(key, name or key.split("(")[0], state, attempts, duration, error, parents)
+
+
+def cell_namespace(source: str, filename: str = "/tmp/ipykernel_4242/1234567.py",
+                   blank_lines: int = 0) -> dict[str, Any]:
+    """Run ``source`` as a notebook cell would: module ``__main__``, an ipykernel file name."""
+    ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
+    exec(compile("\n" * blank_lines + textwrap.dedent(source), filename, "exec"), ns)
+    return ns

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine_helpers import HANG_GUARD
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
@@ -36,7 +37,8 @@ from jupyter_client.manager import KernelManager
 REPO = Path(__file__).resolve().parent.parent
 
 #: Default seconds to wait for one cell to finish; a guard against hangs, not a speed limit.
-CELL_TIMEOUT = 120.0
+#: A kernel is a process of its own competing for a busy machine: four times the usual guard.
+CELL_TIMEOUT = 4 * HANG_GUARD
 
 Message = dict[str, Any]
 
@@ -318,14 +320,3 @@ def kernel_fixture_factory(
         yield k
     finally:
         k.close()
-
-
-def poll(
-    check: Callable[[], bool], timeout: float = CELL_TIMEOUT, interval: float = 0.02, what: str = ""
-) -> None:
-    """Wait until ``check()`` is true (a deterministic sync point with a hang guard)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what or check}")
-        time.sleep(interval)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -27,11 +27,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
 from pyworkflowy_nb import EventLog, TaskBase, TaskRunner, task
 from pyworkflowy_nb._policy import RetryPolicy
-from pyworkflowy_nb.notebook import Session
 from pyworkflowy_nb.notebook._magics import WorkflowMagics, parse_argstring
 from pyworkflowy_nb.schedule import CronExpression, Scheduler, SystemClock, parse_cron
 from pyworkflowy_nb.testing import MockClock
@@ -365,20 +363,6 @@ def test_cron_expressions_parse_or_name_the_problem(expr: Any) -> None:
 
 
 # -- the magics, through their real argument parsing ---------------------------------------------
-
-@pytest.fixture
-def magics() -> Iterator[WorkflowMagics]:
-    shell = InteractiveShell.instance()
-    session = Session(shell=shell)
-    found = WorkflowMagics(shell, session)
-    shell.register_magics(found)
-    try:
-        yield found
-    finally:
-        session.close()
-        shell.history_manager.end_session()
-        InteractiveShell.clear_instance()
-
 
 def _typed_seconds(text: str, minimum: float, above: bool) -> bool:
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 import threading
 from pathlib import Path
@@ -12,8 +11,6 @@ from typing import Any
 
 import pytest
 from engine_helpers import HANG_GUARD, wait_until
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from pyworkflowy_nb import (
     Checkpointer,
@@ -65,10 +62,8 @@ def _reset_calls() -> None:
     CALLS.clear()
 
 
-@pytest.fixture(autouse=True)
-def _private_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Pickle checkpoints are signed with the per-user key: never touch the real one here.
-    monkeypatch.setenv("PYWORKFLOWY_NB_KEY_FILE", str(tmp_path / "keys" / "checkpoint.key"))
+# Pickle checkpoints are signed with the per-user key: never touch the real one here.
+pytestmark = pytest.mark.usefixtures("key_file")
 
 
 def stored(path: Path) -> dict[str, dict[str, Any]]:
@@ -412,69 +407,7 @@ def test_checkpointer_must_be_a_checkpointer() -> None:
         TaskRunner.resume(42)  # type: ignore[arg-type]
 
 
-# -- stable keys --------------------------------------------------------------------------------
-
-def test_keys_are_readable_and_deterministic() -> None:
-    runner = TaskRunner()
-    a = runner.submit(square, 3)
-    b = runner.submit(square, x=4)
-    c = runner.submit(total, 1, "two", None, 2.5, True)
-    n = runner.submit(total)
-    big = runner.submit(total, "x" * 200)
-    nested = runner.submit(total, [1, 2], {"k": 1})
-    assert a.key == f"{square.name}(3)"
-    assert b.key == f"{square.name}(x=4)"
-    assert c.key == f"{total.name}(1, 'two', None, 2.5, True)"
-    assert n.key == total.name
-    assert big.key.startswith(f"{total.name}[") and len(big.key) < len(total.name) + 20
-    assert nested.key.startswith(f"{total.name}[")
-    assert a.id == a.key
-
-
-def test_kwargs_order_does_not_change_the_key() -> None:
-    @task
-    def kw(**kwargs: int) -> int:
-        return len(kwargs)
-
-    r1, r2 = TaskRunner(), TaskRunner()
-    assert r1.submit(kw, a=1, b=2).key == r2.submit(kw, b=2, a=1).key
-    assert r1.submit(kw, a=[1], b={"z": 2}).key == r2.submit(kw, b={"z": 2}, a=[1]).key
-
-
-def test_same_tasks_in_another_order_get_the_same_keys() -> None:
-    def submit_all(runner: TaskRunner, order: list[int]) -> dict[int, str]:
-        return {i: runner.submit(square, i % 3).key for i in order}
-
-    first = TaskRunner()
-    second = TaskRunner()
-    keys1 = submit_all(first, list(range(6)))
-    keys2 = submit_all(second, [5, 1, 4, 2, 0, 3])
-    assert sorted(keys1.values()) == sorted(keys2.values())
-    assert {h.key for h in first.handles} == {h.key for h in second.handles}
-    # Identical repeats are numbered #2, #3 in the order they arrive.
-    assert sorted(h.key for h in first.handles if h.key.startswith(f"{square.name}(0)")) == [
-        f"{square.name}(0)", f"{square.name}(0)#2"]
-
-
-def test_repeats_are_numbered() -> None:
-    runner = TaskRunner()
-    keys = [runner.submit(square, 1).key for _ in range(3)]
-    assert keys == [f"{square.name}(1)", f"{square.name}(1)#2", f"{square.name}(1)#3"]
-
-
-def test_explicit_task_key_wins_and_duplicates_are_refused() -> None:
-    runner = TaskRunner()
-    h = runner.submit(square, 1, task_key="first-square")
-    assert h.key == "first-square"
-    assert runner.get("first-square") is h
-    with pytest.raises(ValueError, match="'first-square' is already used"):
-        runner.submit(square, 2, task_key="first-square")
-    # An explicit key that looks like a derived one pushes the derived one along.
-    runner.submit(square, 5, task_key=f"{square.name}(5)")
-    assert runner.submit(square, 5).key == f"{square.name}(5)#2"
-    with pytest.raises(TypeError, match="task_key"):
-        runner.submit(square, 3, task_key="")
-
+# -- stable keys across processes (the other key tests: test_identity.py) ----------------------
 
 def test_keys_survive_a_process_boundary(tmp_path: Path) -> None:
     # Keys come from names and arguments only, never ids or hash randomisation (set order
@@ -589,17 +522,6 @@ def test_changed_argument_with_derived_keys_reruns_downstream(tmp_path: Path) ->
         again.run()
     assert sorted(CALLS) == ["square(5)", "total"]
     assert a.restored and not b.restored and not t.restored
-
-
-def test_fingerprint_ignores_parent_order_but_not_parents() -> None:
-    r = TaskRunner()
-    a, b = r.submit(square, 1), r.submit(square, 2)
-    t1 = r.submit(total, depends_on=[a, b])
-    t2 = r.submit(total, depends_on=[b, a])
-    t3 = r.submit(total, depends_on=[a])
-    assert t1.fingerprint == t2.fingerprint
-    assert t1.fingerprint != t3.fingerprint
-    assert a.fingerprint != b.fingerprint
 
 
 # -- atomic, incremental files ----------------------------------------------------------------
@@ -884,32 +806,6 @@ def test_records_committed_while_the_writer_flushes_are_not_stranded(tmp_path: P
             if p.name.startswith("journal-")] == []  # all compacted
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["square", "total"]),
-                          st.one_of(st.integers(-3, 3), st.text(max_size=3),
-                                    st.lists(st.integers(), max_size=2))),
-                min_size=1, max_size=12),
-       st.randoms(use_true_random=False))
-def test_any_submission_order_gives_the_same_keys(calls: list[tuple[str, Any]],
-                                                  rng: Any) -> None:
-    tasks = {"square": square, "total": total}
-
-    def keys(order: list[tuple[str, Any]]) -> dict[str, int]:
-        runner = TaskRunner()
-        seen: dict[str, int] = {}
-        for name, arg in order:
-            key = runner.submit(tasks[name], arg).key
-            m = re.fullmatch(r"(.*[)\]])#(\d+)", key)  # "#" may also appear in an argument
-            base = m.group(1) if m else key
-            seen[base] = seen.get(base, 0) + 1
-            assert key == base if seen[base] == 1 else key == f"{base}#{seen[base]}"
-        return seen
-
-    shuffled = list(calls)
-    rng.shuffle(shuffled)
-    assert keys(calls) == keys(shuffled)
-
-
 def test_swapped_repeats_with_different_parents_are_not_mixed_up(tmp_path: Path) -> None:
     # Two identical calls differ only by their parents; a resumed run that submits them the
     # other way round swaps their #2 numbering. The fingerprints then disagree, so each one
@@ -995,3 +891,38 @@ def test_resume_replays_add_dependency_on_restored_handles(tmp_path: Path) -> No
     assert CALLS == []
     assert first.restored and second.restored
     assert second.parents == (first,)
+
+
+# -- bad input: arguments a checkpointer cannot store, resume options -----------------------
+
+
+def test_unserialisable_arguments_with_a_checkpointer(tmp_path: Path) -> None:
+    from pyworkflowy_nb import PickleCheckpointer
+
+    json_runner = TaskRunner(checkpoint_path=tmp_path / "a.json")
+    with pytest.raises(CheckpointError) as info:
+        json_runner.submit(square, object())
+    assert "argument 0" in str(info.value) and "PickleCheckpointer" in str(info.value)
+    pickle_runner = TaskRunner(checkpointer=PickleCheckpointer(tmp_path / "b.pkl"))
+    with pytest.raises(CheckpointError, match="cannot be pickled"):
+        pickle_runner.submit(square, (i for i in range(3)))
+    assert json_runner.handles == [] and pickle_runner.handles == []
+
+
+def test_resume_from_a_path_with_nothing_yet_starts_fresh_there(tmp_path: Path) -> None:
+    # Issue 9: nothing written yet is not an error; the runner checkpoints at that path.
+    missing = tmp_path / "missing.json"
+    runner = TaskRunner.resume(missing)
+    assert isinstance(runner.checkpointer, JSONCheckpointer)
+    assert runner.checkpointer.path == missing
+
+
+def test_resume_keeps_other_runner_options_validated(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    with TaskRunner(checkpoint_path=path) as runner:
+        runner.submit(square, 1)
+        runner.run()
+    with pytest.raises(ValueError, match="unknown backend"):
+        TaskRunner.resume(path, backend="nope")
+    resumed = TaskRunner.resume(path, max_workers=2, backend="thread")
+    assert resumed.max_workers == 2 and resumed.backend == "thread"

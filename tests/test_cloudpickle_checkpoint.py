@@ -1,4 +1,6 @@
-"""The cloudpickle checkpointer: round trips, refusals, signatures, versions, files, identity.
+"""The cloudpickle checkpointer: round trips, refusals, signatures, versions, files.
+
+The key file itself is tested in test_keys.py, code identity in test_fingerprint.py.
 
 Every test gets its own HMAC key file (through ``PYWORKFLOWY_NB_KEY_FILE``), so nothing here
 reads or writes the user's real config folder.
@@ -15,7 +17,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from engine_helpers import cell_namespace
 
 from pyworkflowy_nb import TaskRunner, task
 from pyworkflowy_nb._checkpoint import _canonical
@@ -30,34 +32,22 @@ from pyworkflowy_nb.exceptions import CheckpointError
 from pyworkflowy_nb.notebook import _keys
 from pyworkflowy_nb.notebook._checkpoint import (
     CloudpickleCheckpointer,
-    code_fingerprint,
     environment_versions,
 )
-from pyworkflowy_nb.notebook._keys import KEY_ENV_VAR, default_key_path, load_or_create_key
+from pyworkflowy_nb.notebook._keys import KEY_ENV_VAR, load_or_create_key
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_A = b"A" * 32
 KEY_B = b"B" * 32
 
 
-@pytest.fixture(autouse=True)
-def private_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    key_file = tmp_path / "config" / "pyworkflowy_nb" / "checkpoint.key"
-    monkeypatch.setenv(KEY_ENV_VAR, str(key_file))
-    return key_file
+# Pickle checkpoints are signed with the per-user key: never touch the real one here.
+pytestmark = pytest.mark.usefixtures("key_file")
 
 
 @pytest.fixture
 def ckpath(tmp_path: Path) -> Path:
     return tmp_path / "wfy" / "state.wfy"
-
-
-def cell_namespace(source: str, filename: str = "/tmp/ipykernel_4242/1234567.py",
-                   blank_lines: int = 0) -> dict[str, Any]:
-    """Run ``source`` as a notebook cell would: module ``__main__``, an ipykernel file name."""
-    ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
-    exec(compile("\n" * blank_lines + textwrap.dedent(source), filename, "exec"), ns)
-    return ns
 
 
 def record(key: str, value: object) -> dict[str, Any]:
@@ -239,64 +229,17 @@ def test_checkpoint_files_are_owner_only_whatever_the_umask(ckpath: Path, umask:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
 
 
-def test_key_file_is_created_owner_only_and_reused(private_key_file: Path, ckpath: Path) -> None:
-    assert not private_key_file.exists()
+def test_key_file_is_created_owner_only_and_reused(key_file: Path, ckpath: Path) -> None:
+    assert not key_file.exists()
     CloudpickleCheckpointer(ckpath).write_records({"a": record("a", 1)})
-    assert stat.S_IMODE(os.stat(private_key_file).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(private_key_file.parent).st_mode) == 0o700
-    key = private_key_file.read_bytes()
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(key_file.parent).st_mode) == 0o700
+    key = key_file.read_bytes()
     assert len(key) == 32
     # A second checkpointer (a restarted kernel) reads the same key, so it trusts the file.
     assert CloudpickleCheckpointer(ckpath).read_records()["a"]["value"] == 1
-    assert private_key_file.read_bytes() == key
+    assert key_file.read_bytes() == key
     assert load_or_create_key() == key
-
-
-def test_concurrent_first_use_agrees_on_one_key(private_key_file: Path) -> None:
-    barrier = threading.Barrier(8)
-    keys: list[bytes] = []
-    lock = threading.Lock()
-
-    def first_use() -> None:
-        barrier.wait()
-        key = load_or_create_key()
-        with lock:
-            keys.append(key)
-
-    threads = [threading.Thread(target=first_use) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(keys) == 8
-    assert set(keys) == {private_key_file.read_bytes()}
-    assert os.listdir(private_key_file.parent) == [private_key_file.name]  # no temp files left
-
-
-def test_key_location_follows_xdg_and_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(KEY_ENV_VAR)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    assert default_key_path() == tmp_path / "xdg" / "pyworkflowy_nb" / "checkpoint.key"
-    monkeypatch.delenv("XDG_CONFIG_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    expected = tmp_path / "home" / ".config" / "pyworkflowy_nb" / "checkpoint.key"
-    assert default_key_path() == expected
-    key = load_or_create_key()
-    assert expected.read_bytes() == key
-
-
-def test_a_key_file_others_can_read_is_refused(private_key_file: Path) -> None:
-    load_or_create_key()
-    os.chmod(private_key_file, 0o644)
-    with pytest.raises(CheckpointError, match=r"mode 0644.*chmod 600"):
-        load_or_create_key()
-
-
-def test_a_key_file_of_the_wrong_size_is_refused(private_key_file: Path) -> None:
-    load_or_create_key()
-    private_key_file.write_bytes(b"short")
-    with pytest.raises(CheckpointError, match="holds 5 bytes, expected 32"):
-        load_or_create_key()
 
 
 def test_an_unusable_key_location_says_how_to_fix_it(tmp_path: Path,
@@ -306,14 +249,6 @@ def test_an_unusable_key_location_says_how_to_fix_it(tmp_path: Path,
     monkeypatch.setenv(KEY_ENV_VAR, str(blocker / "checkpoint.key"))
     with pytest.raises(CheckpointError, match=f"set {KEY_ENV_VAR}"):
         CloudpickleCheckpointer(tmp_path / "state.wfy")
-
-
-def test_a_symlinked_key_file_is_followed(private_key_file: Path, tmp_path: Path) -> None:
-    real = tmp_path / "dotfiles" / "checkpoint.key"
-    key = load_or_create_key(real)
-    private_key_file.parent.mkdir(parents=True)
-    private_key_file.symlink_to(real)
-    assert load_or_create_key() == key
 
 
 def test_explicit_keys_are_validated(ckpath: Path) -> None:
@@ -378,7 +313,7 @@ def test_a_replaced_segment_with_a_matching_digest_fails_the_manifest_signature(
 
 
 def test_a_segment_signature_is_checked_even_when_the_manifest_is_valid(
-        ckpath: Path, tmp_path: Path, private_key_file: Path, decode_calls: list[int]) -> None:
+        ckpath: Path, tmp_path: Path, key_file: Path, decode_calls: list[int]) -> None:
     import hashlib
 
     import cloudpickle
@@ -394,7 +329,7 @@ def test_a_segment_signature_is_checked_even_when_the_manifest_is_valid(
         body["segments"][0]["sha256"] = hashlib.sha256(evil).hexdigest()
 
     # Only the manifest is re-signed: the segment's own signature still vouches for the old bytes.
-    rewrite_manifest(ckpath, point_at_evil, key=private_key_file.read_bytes())
+    rewrite_manifest(ckpath, point_at_evil, key=key_file.read_bytes())
     with pytest.raises(CheckpointError, match=r"segment .* failed the integrity check") as err:
         CloudpickleCheckpointer(ckpath).read_records()
     assert err.value.path == str(ckpath)  # the checkpoint the user gave; the message names both
@@ -464,7 +399,7 @@ def test_libraries_that_are_not_imported_are_not_recorded_or_imported(
     ],
 )
 def test_another_environment_is_refused_before_unpickling(
-        ckpath: Path, tmp_path: Path, private_key_file: Path, decode_calls: list[int],
+        ckpath: Path, tmp_path: Path, key_file: Path, decode_calls: list[int],
         field: str, recorded: str, expected: str) -> None:
     marker = tmp_path / "payload-ran"
     CloudpickleCheckpointer(ckpath).write_records({"x": record("x", MakeDirOnLoad(marker))})
@@ -472,7 +407,7 @@ def test_another_environment_is_refused_before_unpickling(
     def pretend(body: dict[str, Any]) -> None:
         body["environment"][field] = recorded
 
-    rewrite_manifest(ckpath, pretend, key=private_key_file.read_bytes())
+    rewrite_manifest(ckpath, pretend, key=key_file.read_bytes())
     with pytest.raises(CheckpointError) as err:
         CloudpickleCheckpointer(ckpath).read_records()
     message = str(err.value)
@@ -614,103 +549,3 @@ def test_resume_primes_completed_tasks_without_running_them(ckpath: Path) -> Non
     assert final.ok and all(h.restored for h in again.values())
     assert again["report"].result() == handles["report"].result()
     pd.testing.assert_frame_equal(again["clean"].result(), handles["clean"].result())
-
-
-# -- code identity ---------------------------------------------------------------------------------
-
-FUNCS = """
-LIMIT = 10
-
-def helper(x):
-    return x % LIMIT
-
-def work(items, scale=2):
-    keep = lambda v: helper(v) > 3
-    return [v * scale for v in items if keep(v) and v not in {"skip", "ignore"}]
-"""
-
-
-def test_fingerprint_ignores_kernel_file_names_and_line_numbers() -> None:
-    one = cell_namespace(FUNCS, "/tmp/ipykernel_111/22.py")
-    two = cell_namespace(FUNCS, "/tmp/ipykernel_999/77.py", blank_lines=7)
-    assert one["work"].__code__.co_filename != two["work"].__code__.co_filename
-    assert one["work"].__code__.co_firstlineno != two["work"].__code__.co_firstlineno
-    assert code_fingerprint(one["work"]) == code_fingerprint(two["work"])
-    assert code_fingerprint(one["work"].__code__) == code_fingerprint(two["work"].__code__)
-
-
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        ("v * scale", "v * scale + 1"),  # the body
-        ("helper(v) > 3", "helper(v) > 4"),  # inside the nested lambda
-        ("scale=2", "scale=3"),  # a default
-        ("x % LIMIT", "x // LIMIT"),  # a helper it calls
-        ("LIMIT = 10", "LIMIT = 11"),  # a constant it reads
-        ('"skip", "ignore"', '"skip", "ignored"'),  # a frozenset constant
-    ],
-)
-def test_fingerprint_changes_with_what_the_function_does(old: str, new: str) -> None:
-    assert old in FUNCS
-    base = cell_namespace(FUNCS)["work"]
-    changed = cell_namespace(FUNCS.replace(old, new))["work"]
-    assert code_fingerprint(base) != code_fingerprint(changed)
-
-
-def test_fingerprint_of_classes_methods_partials_and_recursion() -> None:
-    import functools
-
-    src = """
-    class Model:
-        rate = 0.5
-        def fit(self, x):
-            return x * self.rate
-    def even(n):
-        return n == 0 or odd(n - 1)
-    def odd(n):
-        return n != 0 and even(n - 1)
-    """
-    a = cell_namespace(src, "/tmp/ipykernel_1/1.py")
-    b = cell_namespace(src, "/tmp/ipykernel_2/2.py", blank_lines=3)
-    c = cell_namespace(src.replace("rate = 0.5", "rate = 0.25"))
-    assert code_fingerprint(a["Model"]) == code_fingerprint(b["Model"])
-    assert code_fingerprint(a["Model"]) != code_fingerprint(c["Model"])
-    assert code_fingerprint(a["Model"]().fit) == code_fingerprint(b["Model"]().fit)
-    assert code_fingerprint(a["even"]) == code_fingerprint(b["even"])  # mutual recursion ends
-    assert code_fingerprint(functools.partial(a["even"], 2)) != code_fingerprint(
-        functools.partial(a["even"], 3))
-    assert code_fingerprint(len) != code_fingerprint(print)
-
-
-def test_fingerprint_is_the_same_in_another_process_with_another_hash_seed() -> None:
-    script = textwrap.dedent(f"""
-        import textwrap
-        from pyworkflowy_nb.notebook._fingerprint import code_fingerprint
-        ns = {{"__name__": "__main__"}}
-        exec(compile({FUNCS!r}, "/tmp/ipykernel_%d/1.py" % __import__("os").getpid(), "exec"), ns)
-        def with_defaults(x, opts={{"b": 1, "a": frozenset({{"p", "q", "r"}})}}):
-            return x
-        print(code_fingerprint(ns["work"]), code_fingerprint(with_defaults))
-    """)
-    outputs = set()
-    for seed in ("1", "2", "3"):
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": seed}
-        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                             env=env, timeout=120, check=True)
-        outputs.add(out.stdout)
-    assert len(outputs) == 1
-
-
-def test_fingerprint_handles_odd_inputs() -> None:
-    loop: list[Any] = []
-    loop.append(loop)
-
-    def uses_loop(x: Any = loop) -> Any:
-        return x
-
-    class Callable_:
-        def __call__(self) -> int:
-            return 1
-
-    fingerprints = {code_fingerprint(obj) for obj in (uses_loop, Callable_(), types, object)}
-    assert len(fingerprints) == 4

@@ -6,16 +6,12 @@ import threading
 from typing import Any
 
 import pytest
-from engine_helpers import wait_until
+from engine_helpers import Boom, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyworkflowy_nb import TaskHandle, TaskRunner, TaskStatus, task
 from pyworkflowy_nb.exceptions import CycleError, DependencyFailedError, TaskError
-
-
-class Boom(Exception):
-    pass
 
 
 def recorder() -> tuple[list[str], Any]:

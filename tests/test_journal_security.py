@@ -24,9 +24,8 @@ from pyworkflowy_nb.exceptions import CheckpointError
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(autouse=True)
-def _private_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYWORKFLOWY_NB_KEY_FILE", str(tmp_path / "keys" / "checkpoint.key"))
+# Pickle checkpoints are signed with the per-user key: never touch the real one here.
+pytestmark = pytest.mark.usefixtures("key_file")
 
 
 class MakeDirOnLoad:

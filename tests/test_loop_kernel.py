@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from kernel_utils import Kernel, Message, poll
+from engine_helpers import wait_until
+from kernel_utils import CELL_TIMEOUT, Kernel, Message
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(600)]
 
@@ -75,11 +76,11 @@ def test_background_run_while_the_user_keeps_working(kernel: Kernel) -> None:
         hb = rb.submit(gated)
         fut = rb.run_in_background()
     """)
-    poll(lambda: kernel.value("started.is_set()"), what="the task to start")
+    wait_until(lambda: kernel.value("started.is_set()"), "the task to start", CELL_TIMEOUT)
     # Other cells run while the task is blocked in the background.
     assert kernel.value("[fut.done(), hb.status.value, 6 * 7]") == [False, "running", 42]
     kernel.execute("gate.set()")
-    poll(lambda: kernel.value("fut.done()"), what="the background run to finish")
+    wait_until(lambda: kernel.value("fut.done()"), "the background run to finish", CELL_TIMEOUT)
     assert kernel.value("[fut.result().ok, hb.result()]") == [True, "opened"]
 
 

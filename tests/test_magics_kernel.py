@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kernel_utils import CellResult, Kernel, poll
+from engine_helpers import wait_until
+from kernel_utils import CELL_TIMEOUT, CellResult, Kernel
 
 from pyworkflowy_nb.exceptions import CheckpointError
 from pyworkflowy_nb.notebook._checkpoint import CloudpickleCheckpointer
@@ -36,8 +37,8 @@ def kernel(shared_kernel: Kernel) -> Iterator[Kernel]:
     """The module's kernel, with the session's tasks and stored results dropped afterwards."""
     yield shared_kernel
     # A background run may still be finishing (its results land before it ends).
-    poll(lambda: shared_kernel.value("session.last_run is None or session.last_run.done"),
-         what="the last run to end")
+    wait_until(lambda: shared_kernel.value("session.last_run is None or session.last_run.done"),
+               "the last run to end", CELL_TIMEOUT)
     shared_kernel.execute("%wfy_reset --checkpoint")
 
 
@@ -189,9 +190,10 @@ def test_background_run_returns_at_once(kernel: Kernel) -> None:
     msg = _usage_error(kernel.execute("%wfy_run", check=False))
     assert "still going" in msg
     kernel.execute("gate.set()")
-    poll(lambda: kernel.value("'after_slow' in globals()"), what="background results")
+    wait_until(lambda: kernel.value("'after_slow' in globals()"), "background results",
+               CELL_TIMEOUT)
     assert kernel.value("[slow, after_slow]") == ["slow done", "SLOW DONE"]
-    poll(lambda: kernel.value("session.last_run.done"), what="the run to end")
+    wait_until(lambda: kernel.value("session.last_run.done"), "the run to end", CELL_TIMEOUT)
     assert "a run is going" not in kernel.execute("%wfy_status").stdout
 
 
@@ -208,11 +210,11 @@ def test_cancel_a_background_run(kernel: Kernel) -> None:
         stop_seen.set()
     """)
     kernel.execute("%wfy_run --background --no-widget")
-    poll(lambda: kernel.value("session.last_run.handles['spin'].status.value") == "running",
-         what="spin to start")
+    wait_until(lambda: kernel.value("session.last_run.handles['spin'].status.value") == "running",
+               "spin to start", CELL_TIMEOUT)
     assert "cancelling" in kernel.execute("%wfy_cancel").stdout
-    poll(lambda: kernel.value("stop_seen.is_set() and session.last_run.done"),
-         what="the cancelled run to end")
+    wait_until(lambda: kernel.value("stop_seen.is_set() and session.last_run.done"),
+               "the cancelled run to end", CELL_TIMEOUT)
     assert kernel.value("session.results['spin'].status.value") == "cancelled"
 
 
@@ -238,7 +240,7 @@ def test_interrupting_a_blocking_run_cancels_its_tasks(kernel: Kernel) -> None:
     kernel.execute("pool_before = id(session._pool)")
     started = Path(kernel.cwd) / "hang-started"
     msg_id, code = kernel.submit("%wfy_run --no-widget")
-    poll(started.exists, what="the task to start")
+    wait_until(started.exists, "the task to start", CELL_TIMEOUT)
     kernel.km.interrupt_kernel()
     res = kernel.collect(msg_id, code, check=False)
     assert res.error is not None and res.error["ename"] == "KeyboardInterrupt"
@@ -256,7 +258,7 @@ def test_schedules_fire_and_stop(kernel: Kernel) -> None:
     kernel.execute("%%task stamp\nfired.append(len(fired))\nlen(fired)")
     res = kernel.execute("%wfy_schedule every 0.1 stamp")
     assert "scheduled stamp every 0.1s" in res.stdout
-    poll(lambda: kernel.value("globals().get('stamp', 0)") >= 2, what="two firings")
+    wait_until(lambda: kernel.value("globals().get('stamp', 0)") >= 2, "two firings", CELL_TIMEOUT)
     kernel.execute('%wfy_schedule cron "0 3 * * *" stamp')
     listing = kernel.execute("%wfy_schedule list").stdout
     assert "every 0.1s" in listing and "cron '0 3 * * *'" in listing and "03:00:00" in listing
@@ -346,12 +348,13 @@ def test_sigkill_mid_run_then_resume_runs_each_task_once(tmp_path: Path) -> None
         for name in NAMES:
             first.execute(TASK_CELLS[name])
         first.execute("%wfy_run --background --no-widget")
-        poll(lambda: "slow-start" in _log(folder), what="the slow task to start")
+        wait_until(lambda: "slow-start" in _log(folder), "the slow task to start", CELL_TIMEOUT)
         key = key_file.read_bytes()
         done_before = {"a", "b", "c"}
         # Give the checkpoint writer (off the loop thread, rate-limited) time to store them.
-        poll(lambda: all(_stored_statuses(ckpt, key).get(n) == "completed" for n in done_before),
-             what="a, b and c in the checkpoint")
+        wait_until(lambda: all(_stored_statuses(ckpt, key).get(n) == "completed"
+                               for n in done_before),
+                   "a, b and c in the checkpoint", CELL_TIMEOUT)
         first.sigkill()
     finally:
         first.close()

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import os
 
+import engine_helpers
 import pytest
-from engine_helpers import process_square
+from engine_helpers import process_origin, process_square
 
 from pyworkflowy_nb import TaskRunner
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
-def test_process_tasks_run_under_a_chosen_start_method(method: str) -> None:
+def test_process_tasks_run_under_a_chosen_start_method(
+        method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Results alone would pass under the platform's default start method too: check how the
+    # workers were started. Neither method copies this process's memory (fork would), and only
+    # a spawned worker is this process's child (a forkserver worker is the fork server's).
+    monkeypatch.setattr(engine_helpers, "INHERITED", "changed by the test process")
     with TaskRunner(max_workers=2, mp_context=method) as runner:
         handles = [runner.submit(process_square, i) for i in range(4)]
+        origin = runner.submit(process_origin)
         runner.run()
     assert [h.result() for h in handles] == [0, 1, 4, 9]
+    parent, inherited = origin.result()
+    assert inherited == "fresh"
+    assert (parent == os.getpid()) is (method == "spawn")
     assert runner._dispatch.pools.capacity("process") == 2
 
 

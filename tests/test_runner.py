@@ -1,23 +1,20 @@
-"""The runner: binding, run/arun, results, on_task_error, live submissions, events, order."""
+"""The runner: binding, run/arun, on_task_error, live submissions, order."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import dataclasses
-import json
 import logging
+import math
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import HANG_GUARD, wait_until
+from engine_helpers import HANG_GUARD, Boom, explode, wait_until
 
 from pyworkflowy_nb import (
-    EventLog,
     RunResults,
-    TaskEvent,
     TaskHandle,
     TaskResult,
     TaskRunner,
@@ -28,18 +25,9 @@ from pyworkflowy_nb import (
 from pyworkflowy_nb.exceptions import DependencyFailedError, TaskCancelledError
 
 
-class Boom(Exception):
-    pass
-
-
 @task
 def square(x: int) -> int:
     return x * x
-
-
-@task
-def explode(label: str) -> None:
-    raise Boom(label)
 
 
 @task
@@ -157,79 +145,6 @@ def test_skipped_counts_as_ok() -> None:
         done = square.submit(1)
         assert runner2.run().ok
     assert done.to_result().ok
-
-
-def test_handle_attributes() -> None:
-    with TaskRunner() as runner:
-        h = square.submit(6)
-        assert h.status is TaskStatus.READY  # no dependencies: it waits for a run only
-        assert not h.done()
-        assert (h.started_at, h.finished_at, h.duration, h.exception) == (None, None, None, None)
-        assert h.attempts == 0
-        runner.run()
-    assert h.done()
-    assert h.id == h.key == f"{square.name}(6)"
-    assert h.name == square.name
-    assert h.task is square
-    assert h.parents == ()
-    assert h.attempts == 1
-    assert h.restored is False
-    assert h.started_at is not None and h.finished_at is not None
-    assert h.finished_at >= h.started_at
-    assert h.duration == h.finished_at - h.started_at
-    assert isinstance(h.fingerprint, str) and len(h.fingerprint) >= 16
-    r = h.to_result()
-    assert (r.key, r.name, r.status, r.value) == (h.key, h.name, TaskStatus.COMPLETED, 36)
-    assert repr(h) == f"<TaskHandle {h.key!r} completed>"
-    assert runner.get(h.key) is h
-    assert runner.handles == [h]
-    with pytest.raises(KeyError, match="no task with key 'nope'"):
-        runner.get("nope")
-
-
-def test_status_enum_values_and_terminal_flags() -> None:
-    values = {s.name: s.value for s in TaskStatus}
-    assert values == {"PENDING": "pending", "READY": "ready", "RUNNING": "running",
-                      "RETRYING": "retrying",
-                      "COMPLETED": "completed", "FAILED": "failed", "SKIPPED": "skipped",
-                      "CANCELLED": "cancelled"}
-    assert {s for s in TaskStatus if s.terminal} == {
-        TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
-    assert str(TaskStatus.FAILED) == "failed"
-
-
-def test_result_timeout_raises_while_the_task_still_runs() -> None:
-    release = threading.Event()
-
-    @task(backend="thread")
-    def blocked() -> str:
-        release.wait(HANG_GUARD)
-        return "done"
-
-    with TaskRunner() as runner:
-        h = blocked.submit()
-        future = runner.run_in_background()
-        with pytest.raises(TimeoutError, match="still"):
-            h.result(timeout=0.01)
-        release.set()
-        assert h.result(timeout=HANG_GUARD) == "done"
-        future.result(HANG_GUARD)
-
-
-def test_result_before_any_run_says_to_run() -> None:
-    with TaskRunner():
-        h = square.submit(1)
-        with pytest.raises(RuntimeError, match=r"runner\.run\(\)"):
-            h.result()
-
-
-def test_result_raises_the_task_failure() -> None:
-    with TaskRunner(on_task_error="continue") as runner:
-        h = explode.submit("bad")
-        runner.run()
-    with pytest.raises(Boom, match="bad"):
-        h.result()
-    assert isinstance(h.exception, Boom)
 
 
 # -- on_task_error -------------------------------------------------------------------------------
@@ -569,114 +484,6 @@ def test_a_task_can_submit_a_child_and_make_a_later_task_wait_on_it() -> None:
     assert order == ["spawner", "leaf", "after-leaf"]
 
 
-# -- events --------------------------------------------------------------------------------------
-
-def test_event_log_records_kinds_in_order_for_a_small_dag(tmp_path: Path) -> None:
-    @task
-    def a() -> int:
-        return 1
-
-    @task
-    def b() -> int:
-        raise Boom("b")
-
-    @task
-    def c() -> int:
-        return 3
-
-    @task(on_dep_failure="skip")
-    def d() -> int:
-        return 4
-
-    path = tmp_path / "events.jsonl"
-    with TaskRunner(on_task_error="continue", max_workers=1) as runner:
-        log = EventLog(runner, str(path))
-        ha = a.submit()
-        hb = b.submit(depends_on=[ha])
-        hc = c.submit(depends_on=[ha])
-        hd = d.submit(depends_on=[hb, hc])
-        runner.run()
-        log.close()
-    assert log.kinds(ha.key) == ["submitted", "started", "completed"]
-    assert log.kinds(hb.key) == ["submitted", "started", "failed"]
-    assert log.kinds(hc.key) == ["submitted", "started", "completed"]
-    assert log.kinds(hd.key) == ["submitted", "skipped"]
-    kinds = log.kinds()
-    assert kinds[:4] == ["submitted"] * 4
-    assert kinds[4] == "run-started" and kinds[-1] == "run-finished"
-    # Parents end before their children start.
-    keyed = [(e.kind, e.key) for e in log.events]
-    assert keyed.index(("completed", ha.key)) < keyed.index(("started", hb.key))
-    assert keyed.index(("failed", hb.key)) < keyed.index(("skipped", hd.key))
-    failed = next(e for e in log.events if e.kind == "failed")
-    assert isinstance(failed.error, Boom) and failed.attempt == 1 and failed.handle is hb
-    times = [e.time for e in log.events]
-    assert times == sorted(times)
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [x["kind"] for x in lines] == kinds
-    assert lines[0]["key"] == ha.key
-    # After close() nothing more is recorded.
-    with TaskRunner() as r2:
-        log2 = EventLog(r2)
-        log2.close()
-        square.submit(1)
-        r2.run()
-    assert log2.events == []
-
-
-def test_subscribe_and_unsubscribe(caplog: pytest.LogCaptureFixture) -> None:
-    seen: list[TaskEvent] = []
-
-    def broken(event: TaskEvent) -> None:
-        raise RuntimeError("listener bug")
-
-    with TaskRunner() as runner:
-        unsubscribe = runner.subscribe(seen.append)
-        runner.subscribe(broken)
-        h = square.submit(2)
-        with caplog.at_level(logging.ERROR, logger="pyworkflowy_nb"):
-            runner.run()  # a failing listener never breaks the run
-        assert h.result() == 4
-        assert any("listener" in r.getMessage() for r in caplog.records)
-        count = len(seen)
-        unsubscribe()
-        square.submit(3)
-        runner.run()
-    assert len(seen) == count
-    assert [e.kind for e in seen] == ["submitted", "run-started", "started", "completed",
-                                      "run-finished"]
-    assert seen[0].handle is h and seen[1].handle is None
-    assert seen[2].attempt == 1
-    with pytest.raises(TypeError, match="callable"):
-        runner.subscribe(42)  # type: ignore[arg-type]
-
-
-def test_event_kinds_include_retrying_and_cancelled_and_restored(tmp_path: Path) -> None:
-    attempts: list[int] = []
-
-    @task(retries=1, backoff="none")
-    def flaky() -> str:
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise Boom("once")
-        return "ok"
-
-    path = tmp_path / "state.json"
-    with TaskRunner(checkpoint_path=path, checkpoint_interval=0) as runner:
-        log = EventLog(runner)
-        h = flaky.submit()
-        gone = square.submit(1)
-        gone.cancel()
-        runner.run()
-    assert log.kinds(h.key) == ["submitted", "started", "retrying", "started", "completed"]
-    assert log.kinds(gone.key) == ["submitted", "cancelled"]
-    with TaskRunner.resume(path) as again:
-        log2 = EventLog(again)
-        h2 = again.submit(flaky)
-        again.run()
-    assert h2.restored and log2.kinds(h2.key) == ["submitted", "restored"]
-
-
 # -- ordering ------------------------------------------------------------------------------------
 
 def test_priorities_order_ready_tasks_ties_in_submission_order() -> None:
@@ -855,3 +662,84 @@ def test_many_threads_submitting_dependent_tasks_into_one_run() -> None:
         for p in h.parents:
             assert p.finished_at is not None and h.started_at is not None
             assert p.finished_at <= h.started_at
+
+
+# -- bad input at construction and submit ------------------------------------------------
+
+
+@pytest.mark.parametrize(("kwargs", "error", "pattern"), [
+    ({"max_workers": -2}, ValueError, r"max_workers must be greater than 0, got -2"),
+    ({"max_workers": 0}, ValueError, r"max_workers must be greater than 0, got 0"),
+    ({"max_workers": 2.5}, TypeError, r"max_workers must be an integer"),
+    ({"checkpoint_interval": -1}, ValueError,
+     r"checkpoint_interval must be a finite number of seconds >= 0 and <= 31536000, got -1"),
+    ({"checkpoint_interval": None}, TypeError, r"checkpoint_interval must be a number"),
+    ({"checkpoint_interval": math.inf}, ValueError, r"checkpoint_interval .*, got inf"),
+    ({"max_workers": 10**7}, ValueError, r"max_workers must be <= 1000000, got 10000000"),
+    ({"executors": ["pool"]}, TypeError, r"executors must be a mapping .*\{'thread': pool\}"),
+])
+def test_bad_runner_numbers(kwargs: dict[str, Any], error: type[Exception],
+                            pattern: str) -> None:
+    with pytest.raises(error, match=pattern):
+        TaskRunner(**kwargs)
+
+
+def test_submit_with_no_runner() -> None:
+    with pytest.raises(RuntimeError) as info:
+        square.submit(3)
+    message = str(info.value)
+    assert square.name in message
+    assert "with TaskRunner() as runner:" in message and "runner=" in message
+
+
+def test_submit_a_non_callable() -> None:
+    with pytest.raises(TypeError, match=r"submit\(\) needs a task or a callable, got 42"):
+        TaskRunner().submit(42)  # type: ignore[call-overload]
+
+
+def test_depends_on_a_handle_of_another_runner() -> None:
+    one, two = TaskRunner(), TaskRunner()
+    foreign = one.submit(square, 1)
+    with pytest.raises(ValueError) as info:
+        two.submit(square, 2, depends_on=[foreign])
+    assert repr(foreign.key) in str(info.value)
+    assert "different runner" in str(info.value) and "same TaskRunner" in str(info.value)
+    assert two.handles == []
+    with pytest.raises(ValueError, match="different runner"):
+        two.add_dependency(two.submit(square, 3), foreign)
+
+
+@pytest.mark.parametrize("bad", ["a-string-key", 42, object(), [None]],
+                         ids=["string", "int", "object", "list-of-none"])
+def test_depends_on_something_that_is_not_a_handle(bad: Any) -> None:
+    runner = TaskRunner()
+    with pytest.raises(TypeError, match=r"depends_on .* TaskHandle"):
+        runner.submit(square, 1, depends_on=bad)
+    assert runner.handles == []
+
+
+def test_depends_on_a_list_mixing_handles_and_junk() -> None:
+    runner = TaskRunner()
+    good = runner.submit(square, 1)
+    with pytest.raises(TypeError, match=r"got 'oops' \(str\)"):
+        runner.submit(square, 2, depends_on=[good, "oops"])
+    assert runner.handles == [good]
+
+
+def test_duplicate_task_key() -> None:
+    runner = TaskRunner()
+    first = runner.submit(square, 1, task_key="k")
+    with pytest.raises(ValueError) as info:
+        runner.submit(square, 2, task_key="k")
+    assert "'k'" in str(info.value) and "pick another" in str(info.value)
+    assert runner.handles == [first]
+
+
+def test_bad_task_key_type() -> None:
+    with pytest.raises(TypeError, match="task_key must be a non-empty string, got 3"):
+        TaskRunner().submit(square, 1, task_key=3)  # type: ignore[arg-type]
+
+
+def test_checkpoint_path_of_the_wrong_type() -> None:
+    with pytest.raises(TypeError, match="checkpoint_path must be a file path"):
+        TaskRunner(checkpoint_path=3)  # type: ignore[arg-type]

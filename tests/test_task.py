@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import pickle
+from typing import Any
 
 import pytest
 
@@ -275,3 +277,103 @@ def test_priority_and_version_types_checked() -> None:
 def test_repr_names_task_and_backend() -> None:
     assert repr(configured) == "<Task 'custom' backend=thread>"
     assert repr(double) == f"<Task '{__name__}.double' backend=default>"
+
+
+# -- bad options: each names the bad value and the fix ---------------------------------------
+
+def noop() -> None:
+    return None
+
+
+@pytest.mark.parametrize(("make", "value", "choices"), [
+    (lambda v: task(backend=v)(noop), "threads", ("'asyncio'", "'thread'", "'process'")),
+    (lambda v: TaskRunner(backend=v), "gpu", ("'asyncio'", "'thread'", "'process'")),
+    (lambda v: task(on_dep_failure=v)(noop), "ignore", ("'fail'", "'skip'", "'run-anyway'")),
+    (lambda v: task(backoff=v)(noop), "fibonacci", ("'none'", "'linear'", "'exponential'")),
+    (lambda v: TaskRunner(on_task_error=v), "warn", ("'raise'", "'log'", "'continue'")),
+], ids=["task-backend", "runner-backend", "dep-policy", "backoff", "on_task_error"])
+def test_unknown_choice_names_the_value_and_lists_the_choices(
+        make: Any, value: str, choices: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError) as info:
+        make(value)
+    message = str(info.value)
+    assert repr(value) in message
+    for choice in choices:
+        assert choice in message
+
+
+def test_near_miss_gets_a_suggestion() -> None:
+    with pytest.raises(ValueError, match=r"did you mean 'thread'"):
+        task(backend="threads")(noop)
+    with pytest.raises(ValueError, match=r"did you mean 'run-anyway'"):
+        task(on_dep_failure="run_anyway")(noop)
+    with pytest.raises(ValueError, match=r"did you mean 'exponential'"):
+        task(backoff="exponentail")(noop)
+
+
+def test_non_string_choice() -> None:
+    with pytest.raises(ValueError, match=r"unknown backend 3"):
+        TaskRunner(backend=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("options", "pattern"), [
+    ({"retries": -1}, r"retries must be >= 0, got -1"),
+    ({"max_attempts": 0}, r"max_attempts must be greater than 0, got 0"),
+    ({"timeout": -1.0}, r"timeout must be a finite number of seconds > 0 .*, got -1.0"),
+    ({"timeout": 0}, r"timeout must be a finite number of seconds > 0 .*, got 0"),
+    ({"timeout": math.nan}, r"timeout must be a finite number of seconds .*, got nan"),
+    ({"timeout": math.inf}, r"got inf: use timeout=None for no timeout"),
+    ({"backoff_base": -0.5}, r"backoff_base must be a finite number of seconds >= 0 "),
+    ({"backoff_max": -1}, r"backoff_max must be a finite number of seconds >= 0 "),
+    ({"jitter": -0.1}, r"jitter must be a finite number of seconds >= 0 "),
+    ({"jitter": 10**400}, r"jitter must be .*, got an integer of about 401 digits"),
+    ({"retry_on": ()}, r"retry_on=\(\) retries nothing"),
+])
+def test_negative_numbers_on_tasks(options: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        task(**options)(noop)
+
+
+@pytest.mark.parametrize(("options", "pattern"), [
+    ({"retries": 1.5}, r"retries must be an integer"),
+    ({"retries": "3"}, r"retries must be an integer, got '3'"),
+    ({"retries": True}, r"retries must be an integer"),
+    ({"timeout": "10"}, r"timeout must be a number of seconds, got '10' \(str\)"),
+    ({"backoff_base": True}, r"backoff_base must be a number of seconds, got True \(bool\)"),
+])
+def test_wrong_number_types_on_tasks(options: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(TypeError, match=pattern):
+        task(**options)(noop)
+
+
+def test_retries_with_max_attempts() -> None:
+    with pytest.raises(ValueError, match=r"not both.*max_attempts=N means retries=N-1"):
+        task(retries=1, max_attempts=2)(noop)
+
+
+def test_class_form_validates_the_same_options() -> None:
+    class Bad(TaskBase):
+        retries = -3
+
+        def run(self) -> None:
+            return None
+
+    with pytest.raises(ValueError, match="retries must be >= 0, got -3"):
+        Bad()
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_async_task_on_a_pool_backend(backend: str) -> None:
+    async def coro() -> None:
+        return None
+
+    with pytest.raises(ValueError) as info:
+        task(backend=backend)(coro)
+    message = str(info.value)
+    assert "async task" in message and repr(backend) in message
+    assert "backend='asyncio'" in message  # the fix
+
+
+def test_empty_task_name() -> None:
+    with pytest.raises(ValueError, match="non-empty string"):
+        task(name="")(noop)

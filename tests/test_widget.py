@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from engine_helpers import wait_until
+from engine_helpers import HANG_GUARD, wait_until
 
 from pyworkflowy_nb import TaskRunner, TaskStatus, task
 from pyworkflowy_nb._html import STATE_STYLES, STATES, display_key
@@ -30,11 +30,6 @@ from pyworkflowy_nb.testing import MockClock
 
 REPO = Path(__file__).resolve().parent.parent
 SVG = "{http://www.w3.org/2000/svg}"
-HANG_GUARD = 30.0  # seconds; only reached when something is broken
-
-
-def _wait(predicate: Callable[[], bool], what: str) -> None:
-    wait_until(predicate, what, timeout=HANG_GUARD)
 
 needs_dot = pytest.mark.skipif(_dot.find_dot() is None, reason="Graphviz 'dot' is not installed")
 
@@ -165,10 +160,10 @@ def test_every_state_has_its_colour_and_restored_is_not_completed(
     w = make_widget(runner, clock)
     future = runner.run_in_background()
     try:
-        _wait(lambda: running.status is TaskStatus.RUNNING
-                   and retrying.status is TaskStatus.RETRYING
-                   and skipped.status is TaskStatus.SKIPPED
-                   and completed.status is TaskStatus.COMPLETED, "the mid-run states")
+        wait_until(lambda: running.status is TaskStatus.RUNNING
+                        and retrying.status is TaskStatus.RETRYING
+                        and skipped.status is TaskStatus.SKIPPED
+                        and completed.status is TaskStatus.COMPLETED, "the mid-run states")
         w.refresh()
         expected = {
             restored: "restored", completed: "completed", failed: "failed",
