@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from engine_helpers import HANG_GUARD
 
 from pyworkflowy_nb import EventLog, TaskRunner, TaskStatus, task
 from pyworkflowy_nb.exceptions import TaskTimeoutError
 from pyworkflowy_nb.schedule import Clock, Scheduler
 from pyworkflowy_nb.testing import MockClock
 
-HANG_GUARD = 30.0  # real seconds; reached only when something is broken
 T0 = 1_000_000.0
 
 

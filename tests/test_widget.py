@@ -15,7 +15,7 @@ import sys
 import threading
 import types
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
