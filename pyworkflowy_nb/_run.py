@@ -5,6 +5,11 @@ right loop: ``asyncio.run`` when none is running, the patched loop under nest_as
 otherwise (a Jupyter cell, say) a dedicated loop thread while the caller blocks, as
 jupyter_core's ``run_sync`` does.
 
+Under a :class:`~pyworkflowy_nb.testing.MockClock` both ``run`` and ``arun`` always drive the run
+on that dedicated loop thread, on a loop whose time is the clock's (``_vloop.py``): the caller's
+own loop (a kernel's, a test framework's) keeps real time, virtual time stays inside the run, and
+the same code works in a script and in a notebook cell.
+
 The constructor's defaults are pyWorkflowy 0.1.0's (eight workers, a checkpoint at most every
 5 s); its options may also be passed by position, as earlier versions of this package allowed.
 A runner that was shut down takes no more submissions, so a task can never sit in a runner

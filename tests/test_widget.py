@@ -418,6 +418,18 @@ def test_no_change_is_lost_between_threads(monkeypatch: pytest.MonkeyPatch) -> N
 # -- closing, bad input, degraded environments -----------------------------------------------------
 
 
+def test_the_view_takes_its_runners_clock_by_default() -> None:
+    clock = MockClock(start=0.0)
+    runner = TaskRunner(clock=clock)
+    w = RunnerWidget(runner, heartbeat=None)
+    runner.submit(quick, 1)
+    (timer,) = clock.timers()  # the redraw waits on the runner's (virtual) clock
+    assert timer.due == pytest.approx(0.1)
+    clock.advance(0.1)
+    assert w.draw_count == 2 and "1 tasks" in w._header.value
+    w.close()
+
+
 def test_close_unsubscribes_and_cancels(clock: MockClock) -> None:
     runner = TaskRunner()
     w = make_widget(runner, clock)
