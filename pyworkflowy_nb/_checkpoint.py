@@ -80,8 +80,10 @@ FORMAT = "pyworkflowy_nb-checkpoint"
 FORMAT_VERSION = 2  # 2 added the journal; version 1 manifests (no journal) still load
 SIGNATURE_SCHEME = "hmac-sha256"
 
-# Codecs whose class lives outside the engine; resume imports the module by name on demand.
-_CODEC_MODULES = {"cloudpickle": "pyworkflowy_nb.notebook._checkpoint"}
+# Codecs whose class lives in another module register themselves when it is imported (see
+# FileCheckpointer.__init_subclass__); for a fresh process, where nothing imported it yet, a
+# package declares the class under this entry-point group and resume() loads it by codec name.
+CODEC_ENTRY_POINTS = "pyworkflowy_nb.codecs"
 _BASE_FIELDS = frozenset({"format", "version", "codec", "segments"})
 _SEGMENT_FIELDS = frozenset({"file", "sha256", "signature", "records"})
 _SCALARS = (int, str, bool, type(None))
@@ -445,7 +447,7 @@ class FileCheckpointer(Checkpointer):
             "journal_floor": floor,
             **self.manifest_extra(),
         }
-        signature = self.sign(_canonical(body))
+        signature = self.sign(_manifest_bytes(body))
         if signature is not None:
             body["manifest_signature"] = signature
         atomic_write(self.path, json.dumps(body, indent=1).encode(), self.file_mode)
@@ -522,7 +524,7 @@ class FileCheckpointer(Checkpointer):
                 "right checkpointer", path=str(self.path))
         signature = body.pop("manifest_signature", None)
         if self.signed:
-            self.verify(_canonical(body), signature, "the manifest")
+            self.verify(_manifest_bytes(body), signature, "the manifest")
         elif signature is not None:
             raise files.error(f"its manifest is signed, which the {self.codec} codec never "
                               "does")
@@ -624,7 +626,8 @@ def _unpersisted(rec: Record, exc: BaseException) -> Record:
             "error": f"result not checkpointed: {exc}"[:500]}
 
 
-def _canonical(body: Mapping[str, Any]) -> bytes:
+def _manifest_bytes(body: Mapping[str, Any]) -> bytes:
+    """The manifest body in the one byte form its signature covers (sorted keys, no blanks)."""
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -734,16 +737,27 @@ def checkpointer_for_path(path: str | os.PathLike[str]) -> FileCheckpointer:
     codec = _recorded_codec(files)
     if codec is None:
         return JSONCheckpointer(path)
-    if codec not in FileCheckpointer._registry and codec in _CODEC_MODULES:
-        import importlib
-
-        importlib.import_module(_CODEC_MODULES[codec])
-    cls = FileCheckpointer._registry.get(codec)
+    cls = FileCheckpointer._registry.get(codec) or _codec_from_entry_points(codec)
     if cls is None:
         raise CheckpointError(
-            f"checkpoint {path} uses the unknown codec {codec!r:.40}: pass "
-            "checkpointer=<the Checkpointer that wrote it>", path=str(path))
+            f"checkpoint {path} uses the codec {codec!r:.40}, which no imported module and no "
+            f"installed {CODEC_ENTRY_POINTS!r} entry point provides: import the package that "
+            "wrote it (the one defining its Checkpointer class) before resume(), install that "
+            "package so its entry point is declared, or pass checkpointer=<the Checkpointer "
+            "that wrote it>", path=str(path))
     return cls(path)
+
+
+def _codec_from_entry_points(codec: str) -> type[FileCheckpointer] | None:
+    """The FileCheckpointer class an installed package declares for ``codec``, or None."""
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=CODEC_ENTRY_POINTS, name=codec):
+        loaded = point.load()  # importing the module registers the class
+        if isinstance(loaded, type) and issubclass(loaded, FileCheckpointer) \
+                and loaded.codec == codec:
+            return loaded
+    return FileCheckpointer._registry.get(codec)
 
 
 def _recorded_codec(files: CheckpointFiles) -> str | None:

@@ -13,24 +13,34 @@ until the end of the dispatcher's pass, when :meth:`Dispatcher.commit` appends t
 to the journal with one write and only then settles it (status, waiters, children, the run's
 end). So no dependent starts, and nobody sees the completion, before its record is with the
 operating system, while a pass of many small tasks still costs one write.
+
+The dispatcher is built from the pieces it uses (the lock, the event bus, the pools, the
+handle registry, the ``on_task_error`` policy and, with a checkpoint, the :class:`PersistHooks`
+that :mod:`._persist` implements) and never names the runner, so it can be read, tested and
+changed without it. It alone changes ``unfinished`` (admission, restoring, settling). Handles
+call back only through its public methods (:class:`~._handle.HandleControl`). ``settle`` is a
+loop over small steps: the transition, the waiters, the event, the record, the failure's log
+line, the children, and at the end the abort policy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import logging
 import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from concurrent.futures import BrokenExecutor, Executor
 from concurrent.futures import Future as PoolFuture
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from . import _graph
 from ._context import TaskContext, _current_task
+from ._events import EventBus
 from ._handle import TaskHandle, TaskStatus, dependency_outcome
 from ._pools import Pools, call_in_process, call_in_thread, call_plain
 from .exceptions import (
@@ -40,10 +50,7 @@ from .exceptions import (
     TaskTimeoutError,
 )
 
-if TYPE_CHECKING:
-    from ._run import TaskRunner
-
-__all__ = ["Dispatcher", "Run"]
+__all__ = ["ActiveRun", "Dispatcher", "PersistHooks"]
 
 logger = logging.getLogger("pyworkflowy_nb")
 
@@ -111,12 +118,27 @@ class ReadyQueue:
         return self.fifo.popleft()
 
 
-class Run:
-    """One call of ``arun``: the loop it drives and how to wake it."""
+class PersistHooks(Protocol):
+    """What the dispatcher asks of a checkpoint (see :mod:`pyworkflowy_nb._persist`)."""
 
-    __slots__ = ("abort_error", "future", "loop", "thread_id", "wake_scheduled", "wakeup")
+    durable: bool  # completions must be committed before they become visible
 
-    def __init__(self) -> None:
+    def prime(self, h: TaskHandle[Any]) -> bool: ...
+
+    def commit(self, completed: list[TaskHandle[Any]]) -> None: ...
+
+    def ended(self, h: TaskHandle[Any]) -> None: ...
+
+
+class ActiveRun:
+    """One drive of the dispatcher (``arun``, ``serve``...): the loop it drives, how to wake it,
+    and whether it idles (``serving``) instead of ending when nothing is left."""
+
+    __slots__ = ("abort_error", "future", "loop", "serving", "thread_id", "wake_scheduled",
+                 "wakeup")
+
+    def __init__(self, *, serving: bool = False) -> None:
+        self.serving = serving
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread_id = 0
         self.wakeup: asyncio.Event | None = None
@@ -139,27 +161,95 @@ class Run:
 
 
 class Dispatcher:
-    def __init__(self, runner: TaskRunner) -> None:
-        self.runner = runner
-        self.lock = runner._lock
-        self.bus = runner._bus
-        self.max_workers = runner.max_workers
-        self.pools = Pools(runner.max_workers, runner.mp_context, runner.executors)
+    """Runs admitted handles to a terminal state; built from the pieces it needs.
+
+    ``lock`` guards every handle's state (the runner's submissions take it too); ``bus`` gets
+    the events; ``pools`` run the thread/process/dask lanes; ``handles`` is the registry an
+    abort walks; ``persistence`` (None without a checkpoint) is called on admission, commit and
+    end; ``on_task_error`` is the policy applied when a task fails; ``owner`` is what task
+    bodies see as ``current_task().runner`` (opaque here: the dispatcher never calls it);
+    ``now`` is the clock's ``time`` (epoch seconds), the source of every timestamp.
+    """
+
+    def __init__(self, *, lock: threading.RLock, bus: EventBus, pools: Pools,
+                 handles: Mapping[str, TaskHandle[Any]], max_workers: int | None,
+                 on_task_error: str, persistence: PersistHooks | None = None,
+                 owner: Any = None, now: Callable[[], float] = time.time) -> None:
+        self.lock = lock
+        self.bus = bus
+        self.pools = pools
+        self.handles = handles
+        self.owner = owner
+        self.on_task_error = on_task_error
+        self.persistence = persistence
+        self.max_workers = max_workers
         self.queues: dict[str, ReadyQueue] = {n: ReadyQueue() for n in _LANES}
         self.inflight = dict.fromkeys(_LANES, 0)
         self.caps = {n: self.pools.capacity(n) for n in _LANES}
         self.total_inflight = 0
-        self.unfinished = 0
-        self.run: Run | None = None
+        self.unfinished = 0  # admitted handles not yet terminal; changed only in this class
+        self.run: ActiveRun | None = None
         self.rng = random.Random()
-        self.now = runner._clock.time  # every timestamp; the loop's timers keep the loop's time
+        self.now = now  # every timestamp; the loop's timers keep the loop's own time
         # Pool attempts whose outcome the loop has not seen yet: while any is out, a MockClock
         # may not jump past their timeouts (see busy()).
         self.awaiting: set[PoolFuture[Any]] = set()
-        writer = runner._writer
-        self.durable = writer is not None and writer.durable
+        self.durable = persistence is not None and persistence.durable
         # Completed attempts waiting for their group's journal write: (handle, attempt, value).
         self.commits: list[tuple[TaskHandle[Any], int, Any]] = []
+
+    # -- admission -------------------------------------------------------------------------------
+    def admit(self, h: TaskHandle[Any]) -> None:
+        """Take a new handle (lock held): restore it, settle it on a failed parent, queue it,
+        or leave it waiting for its parents."""
+        bus = self.bus
+        if bus.active:
+            bus.emit("submitted", h)
+        persistence = self.persistence
+        if persistence is not None and persistence.prime(h):
+            if bus.active:
+                bus.emit("restored", h, h.attempts)
+            return
+        self.unfinished += 1
+        failed = _graph.wire(h)
+        if failed is not None and h.task.on_dep_failure != "run-anyway":
+            self.settle_on_failed_parent(h, failed)
+        elif h._waiting == 0:
+            self.push_ready(h)
+
+    def settle_on_failed_parent(self, h: TaskHandle[Any], parent: TaskHandle[Any]) -> None:
+        status, error = dependency_outcome(h, parent)
+        self.settle(h, status, None, error)
+
+    # -- what handles ask ------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.run is not None
+
+    def add_waiter(self, h: TaskHandle[Any], callback: Callable[[], None]) -> None:
+        """Call ``callback`` once ``h`` is terminal (now, if it already is)."""
+        with self.lock:
+            if h.status not in _TERMINAL:
+                if h._waiters is None:
+                    h._waiters = []
+                h._waiters.append(callback)
+                return
+        callback()
+
+    def check_can_wait(self, h: TaskHandle[Any], timeout: float | None, method: str) -> None:
+        """Raise if a blocking wait on ``h`` could never end (or would block the run)."""
+        run = self.run
+        if run is not None and run.loop is not None and run.on_loop_thread():
+            raise RuntimeError(
+                f"{method}() on {h.key!r} would block the event loop that runs it: "
+                "use `await handle` inside async code")
+        if run is None and timeout is None:
+            # Nothing in this thread could end the wait; with a timeout another thread may
+            # start the run meanwhile, so that case waits (and then raises TimeoutError).
+            raise RuntimeError(
+                f"task {h.key!r} is {h.status.value} and no run is going: call runner.run() "
+                f"(or await runner.arun()) first, or pass {method}(timeout=...) if another "
+                "thread starts the run")
 
     # -- queueing --------------------------------------------------------------------------------
     def push_ready(self, h: TaskHandle[Any]) -> None:
@@ -219,7 +309,7 @@ class Dispatcher:
         return bool(self.awaiting)
 
     # -- driving -------------------------------------------------------------------------------
-    async def drive(self, run: Run) -> None:
+    async def drive(self, run: ActiveRun) -> None:
         assert run.wakeup is not None
         wakeup = run.wakeup
         lock = self.lock
@@ -232,7 +322,7 @@ class Dispatcher:
                 if not batch:
                     if self.commits:  # completions that arrived since: commit them first
                         continue
-                    if self.unfinished <= 0:
+                    if self.unfinished <= 0 and not run.serving:
                         # Ending the run under the lock that submit() takes: a submission
                         # either lands before this (and runs now) or sees no run (and waits
                         # for the next one); none can slip in between.
@@ -249,11 +339,11 @@ class Dispatcher:
                 continue
             await wakeup.wait()
 
-    def launch(self, h: TaskHandle[Any], run: Run) -> None:
+    def launch(self, h: TaskHandle[Any], run: ActiveRun) -> None:
         task = h.task
         ctx = h._ctx
         if ctx is None:
-            ctx = h._ctx = TaskContext(h.name, h.key, 0, self.runner)
+            ctx = h._ctx = TaskContext(h.name, h.key, 0, self.owner)
         elif ctx._cancelled or h.status is not _RUNNING:
             # Cancelled between leaving the queue and starting: give the slot back unused.
             with self.lock:
@@ -292,7 +382,7 @@ class Dispatcher:
         self._launch_in_pool(h, ctx, attempt, lane, run)
 
     def _launch_in_pool(self, h: TaskHandle[Any], ctx: TaskContext, attempt: int, lane: str,
-                        run: Run) -> None:
+                        run: ActiveRun) -> None:
         loop = run.loop
         assert loop is not None
         # Armed before the attempt reaches a worker: once the body runs, its deadline is set
@@ -467,11 +557,11 @@ class Dispatcher:
 
     def commit(self) -> None:
         """Journal the waiting completions with one write, then settle them."""
-        writer = self.runner._writer
-        assert writer is not None
+        persistence = self.persistence
+        assert persistence is not None
         with self.lock:
             group, self.commits = self.commits, []
-            live: list[tuple[TaskHandle[Any], Any]] = []
+            live: list[TaskHandle[Any]] = []
             for h, attempt, value in group:
                 if h.attempts != attempt or h.status is not _RUNNING:
                     continue  # timed out, or cancelled and settled, while it waited
@@ -481,80 +571,94 @@ class Dispatcher:
                         f"task {h.key!r} stopped after a cancel request", task=h.key,
                         result=value))
                     continue
-                live.append((h, value))
+                h._value = value
+                live.append(h)
             if not live:
                 return
             now = self.now()
-            record_of = self.runner._record_of
-            records = []
-            for h, value in live:
-                h._value = value
+            for h in live:
                 h.finished_at = now
-                records.append(record_of(h, _COMPLETED))
-            writer.commit(records)
-            for h, value in live:
-                self.settle(h, _COMPLETED, value, None, now)
+            persistence.commit(live)
+            for h in live:
+                self.settle(h, _COMPLETED, h._value, None, now)
 
     def settle(self, h: TaskHandle[Any], status: TaskStatus, value: Any,
                error: BaseException | None, committed_at: float | None = None) -> None:
         """Make ``h`` terminal and carry the consequences to its children (lock held).
 
         ``committed_at``: ``h`` completed and its record is already in the journal, written
-        at that time.
+        at that time. Each step is its own method: the transition, the waiters, the event,
+        the record, the failure's log line, the children, and last the abort policy.
         """
-        runner = self.runner
-        bus = self.bus
-        writer = runner._writer
         work = [(h, status, value, error)]
         origin_failure: BaseException | None = None
+        persistence = self.persistence
         while work:
             x, st, val, err = work.pop()
             if x.status in _TERMINAL:
                 continue
-            x.status = st
-            x._value = val
-            x._exception = err
-            stamp = committed_at if x is h else None
-            recorded = stamp is not None
-            x.finished_at = stamp if stamp is not None else self.now()
-            x._inflight = None
-            self.unfinished -= 1
-            waiters = x._waiters
-            if waiters is not None:
-                x._waiters = None
-                for wake in waiters:
-                    wake()
-            if bus.active:
-                bus.emit(st._value_, x, x.attempts, err, x.finished_at)
-            if writer is not None and not recorded:
-                writer.ended(functools.partial(runner._record_of, x))
+            self._transition(x, st, val, err, committed_at if x is h else None)
+            if x._waiters is not None:
+                self._wake_waiters(x)
+            if self.bus.active:
+                self.bus.emit(st._value_, x, x.attempts, err, x.finished_at)
+            if persistence is not None and not (x is h and committed_at is not None):
+                persistence.ended(x)
             if st is _FAILED and not isinstance(err, DependencyFailedError):
                 origin_failure = origin_failure or err
-                if runner.on_task_error == "log":
-                    logger.error("task %s failed: %r", x.key, err, exc_info=err)
-            children = x._children
-            if children:
-                ok = st is _COMPLETED
-                for c in children:
-                    if c.status is not _PENDING:
-                        continue
-                    if ok or c.task.on_dep_failure == "run-anyway":
-                        c._waiting -= 1
-                        if c._waiting == 0:
-                            self.push_ready(c)
-                    else:
-                        status, error = dependency_outcome(c, x)
-                        work.append((c, status, None, error))
+                self._log_failure(x, err)
+            if x._children:
+                self._release_children(x, st, work)
         if self.unfinished <= 0:
             # The last handle can end off the normal path (a timeout or cancel while its
             # worker still runs); without this the loop would sleep until that worker returns.
             self.wake()
+        if origin_failure is not None:
+            self._apply_abort_policy(h, origin_failure)
+
+    def _transition(self, x: TaskHandle[Any], st: TaskStatus, val: Any,
+                    err: BaseException | None, stamp: float | None) -> None:
+        x.status = st
+        x._value = val
+        x._exception = err
+        x.finished_at = stamp if stamp is not None else self.now()
+        x._inflight = None
+        self.unfinished -= 1
+
+    @staticmethod
+    def _wake_waiters(x: TaskHandle[Any]) -> None:
+        waiters, x._waiters = x._waiters, None
+        for wake in waiters or ():
+            wake()
+
+    def _log_failure(self, x: TaskHandle[Any], err: BaseException | None) -> None:
+        if self.on_task_error == "log":
+            logger.error("task %s failed: %r", x.key, err, exc_info=err)
+
+    def _release_children(self, x: TaskHandle[Any], st: TaskStatus,
+                          work: list[tuple[TaskHandle[Any], TaskStatus, Any,
+                                           BaseException | None]]) -> None:
+        """One parent fewer for each child; a child whose parent failed ends by its policy."""
+        ok = st is _COMPLETED
+        for c in x._children or ():
+            if c.status is not _PENDING:
+                continue
+            if ok or c.task.on_dep_failure == "run-anyway":
+                c._waiting -= 1
+                if c._waiting == 0:
+                    self.push_ready(c)
+            else:
+                status, error = dependency_outcome(c, x)
+                work.append((c, status, None, error))
+
+    def _apply_abort_policy(self, h: TaskHandle[Any], failure: BaseException) -> None:
+        """on_task_error='raise': the first failure ends the run (a serve too), the rest is
+        cancelled."""
         run = self.run
-        if (origin_failure is not None and runner.on_task_error == "raise" and run is not None
-                and run.abort_error is None):
-            run.abort_error = origin_failure
-            self.abort(f"the run stopped because {h.key!r} failed "
-                       "(on_task_error='raise')")
+        if self.on_task_error == "raise" and run is not None and run.abort_error is None:
+            run.abort_error = failure
+            run.serving = False
+            self.abort(f"the run stopped because {h.key!r} failed (on_task_error='raise')")
 
     # -- cancellation ----------------------------------------------------------------------------
     def cancel(self, h: TaskHandle[Any], reason: str | None = None) -> bool:
@@ -566,7 +670,7 @@ class Dispatcher:
             if reason is None and h._ctx is not None and h._ctx._cancelled:
                 return False  # already asked to stop (a cooperative body is winding down)
             if h._ctx is None:  # not launched yet: the flag must still reach the body later
-                h._ctx = TaskContext(h.name, h.key, h.attempts, self.runner)
+                h._ctx = TaskContext(h.name, h.key, h.attempts, self.owner)
             h._ctx.request_cancel()
             message = reason or f"task {h.key!r} was cancelled"
             inflight = h._inflight
@@ -589,6 +693,6 @@ class Dispatcher:
         """Cancel every unfinished handle, settling them now (lock held)."""
         if self.commits:
             self.commit()  # those did complete: they end completed, not cancelled
-        for h in list(self.runner._handles.values()):
+        for h in list(self.handles.values()):
             if h.status not in _TERMINAL:
                 self.cancel(h, reason)

@@ -20,12 +20,9 @@ from ._arguments import check_file_path, check_runner
 if TYPE_CHECKING:
     from ._handle import TaskHandle
 
-__all__ = ["EVENT_KINDS", "EventBus", "EventLog", "TaskEvent"]
+__all__ = ["EventBus", "EventLog", "TaskEvent"]
 
 logger = logging.getLogger("pyworkflowy_nb")
-
-EVENT_KINDS = ("submitted", "started", "retrying", "completed", "failed", "skipped",
-               "cancelled", "restored", "run-started", "run-finished")
 
 Listener = Callable[["TaskEvent"], None]
 

@@ -8,18 +8,15 @@ only :func:`add_dependency` on an existing node can, and it checks with one walk
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._handle import TaskHandle, TaskStatus
 from .exceptions import CycleError
 
-if TYPE_CHECKING:
-    from ._run import TaskRunner
-
 __all__ = ["add_dependency", "check_parents", "wire"]
 
 
-def check_parents(runner: TaskRunner, depends_on: Iterable[Any] | None,
+def check_parents(runner: object, depends_on: Iterable[Any] | None,
                   task_name: str) -> tuple[TaskHandle[Any], ...]:
     """Turn ``depends_on`` into a tuple of this runner's handles, or raise a clear error."""
     if depends_on is None:

@@ -27,7 +27,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ._arguments import check_optional_seconds
 from .exceptions import TaskError
@@ -37,9 +37,22 @@ if TYPE_CHECKING:
     from ._run import TaskRunner
     from ._task import Task
 
-__all__ = ["ErrorView", "RunResults", "TaskHandle", "TaskResult", "TaskStatus"]
+__all__ = ["ErrorView", "HandleControl", "RunResults", "TaskHandle", "TaskResult", "TaskStatus"]
 
 R = TypeVar("R")
+
+
+class HandleControl(Protocol):
+    """What a handle asks of the engine that runs it (the dispatcher): nothing else."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def add_waiter(self, h: TaskHandle[Any], callback: Callable[[], None]) -> None: ...
+
+    def check_can_wait(self, h: TaskHandle[Any], timeout: float | None, method: str) -> None: ...
+
+    def cancel(self, h: TaskHandle[Any], reason: str | None = None) -> bool: ...
 
 
 class TaskStatus(enum.StrEnum):
@@ -101,15 +114,16 @@ class TaskResult:
 class TaskHandle(Generic[R]):
     """One submission of a task: status, result, timings; awaitable; cancellable."""
 
-    __slots__ = ("_backend", "_children", "_ctx", "_exception", "_fingerprint", "_inflight",
-                 "_seq", "_value", "_waiters", "_waiting", "args", "attempts", "finished_at",
-                 "key", "kwargs", "name", "parents", "restored", "runner", "started_at",
-                 "status", "task")
+    __slots__ = ("_backend", "_children", "_control", "_ctx", "_exception", "_fingerprint",
+                 "_inflight", "_seq", "_value", "_waiters", "_waiting", "args", "attempts",
+                 "finished_at", "key", "kwargs", "name", "parents", "restored", "runner",
+                 "started_at", "status", "task")
 
     def __init__(self, runner: TaskRunner, task: Task[..., R], args: tuple[Any, ...],
                  kwargs: dict[str, Any], key: str, parents: tuple[TaskHandle[Any], ...],
-                 backend: str, seq: int) -> None:
-        self.runner = runner
+                 backend: str, seq: int, control: HandleControl) -> None:
+        self.runner = runner  # public: which runner it belongs to (depends_on checks it)
+        self._control = control
         self.task = task
         self.name = task.name
         self.args = args
@@ -216,12 +230,12 @@ class TaskHandle(Generic[R]):
                                          fix="use None to wait until the task ends")
         if self.status in _TERMINAL:
             return None
-        self.runner._check_can_wait(self, timeout, method)
+        self._control.check_can_wait(self, timeout, method)
         event = threading.Event()
         self._add_waiter(event.set)
         if event.wait(timeout):
             return None
-        if not self.runner.running:
+        if not self._control.running:
             return TimeoutError(
                 f"task {self.key!r} is still {self.status.value} after {timeout} s and no run "
                 "is going: call runner.run() (or await runner.arun()) to execute it")
@@ -249,18 +263,12 @@ class TaskHandle(Generic[R]):
         return self._outcome()
 
     def _add_waiter(self, callback: Callable[[], None]) -> None:
-        with self.runner._lock:
-            if self.status not in _TERMINAL:
-                if self._waiters is None:
-                    self._waiters = []
-                self._waiters.append(callback)
-                return
-        callback()
+        self._control.add_waiter(self, callback)
 
     # -- acting ------------------------------------------------------------------------------
     def cancel(self) -> bool:
         """Ask the task to stop. False if it had already ended or was already asked to."""
-        return self.runner._cancel(self)
+        return self._control.cancel(self)
 
     def __reduce__(self) -> Any:
         # A handle is tied to its runner and loop; a copy elsewhere would never update.

@@ -30,19 +30,19 @@ class _Sorted(tuple[Any, ...]):
     __slots__ = ()
 
 
-def _canonical(obj: Any) -> Any:
+def _sets_sorted(obj: Any) -> Any:
     """``obj`` with every set replaced by a sorted stand-in. A set's iteration order follows
     string hashes, which are randomised per process, so pickling it raw would give the same
     arguments a different key after a restart."""
     kind = type(obj)
     if kind is set or kind is frozenset:
-        items = [_canonical(x) for x in obj]
+        items = [_sets_sorted(x) for x in obj]
         items.sort(key=lambda x: (type(x).__name__, repr(x)))
         return _Sorted((kind.__name__, *items))
     if kind is list or kind is tuple:
-        return kind(_canonical(x) for x in obj)
+        return kind(_sets_sorted(x) for x in obj)
     if kind is dict:
-        return {k: _canonical(v) for k, v in obj.items()}
+        return {k: _sets_sorted(v) for k, v in obj.items()}
     return obj
 
 
@@ -57,7 +57,7 @@ def encode_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     except (TypeError, ValueError):
         pass
     try:
-        stable = _canonical((args, sorted(kwargs.items())))
+        stable = _sets_sorted((args, sorted(kwargs.items())))
         return b"P" + pickle.dumps(stable, protocol=4)
     except Exception:  # unpicklable arguments: identity is only as stable as their repr
         return b"R" + repr((args, sorted(kwargs.items()))).encode()

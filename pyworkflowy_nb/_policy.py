@@ -9,7 +9,7 @@ import difflib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from .exceptions import TaskTimeoutError
 
@@ -29,18 +29,18 @@ __all__ = [
 ]
 
 # The option strings as Literal types (pyWorkflowy 0.1.0 exports the first three), for users'
-# annotations; the tuples below are what the checks use at run time.
+# annotations; the tuples below, read from them, are what the checks use at run time.
 Backend = Literal["asyncio", "thread", "process", "dask"]
 Backoff = Literal["none", "linear", "exponential"]
 DepFailurePolicy = Literal["fail", "skip", "run-anyway"]
 OnTaskError = Literal["raise", "log", "continue"]
 # "dask" names a lane whose executor the user supplies (TaskRunner(executors={"dask": ...})):
 # the engine knows the name, never the library.
-BACKENDS: tuple[str, ...] = ("asyncio", "thread", "process", "dask")
+BACKENDS: tuple[str, ...] = get_args(Backend)
 EXTERNAL_BACKENDS: tuple[str, ...] = ("dask",)
-BACKOFFS: tuple[str, ...] = ("none", "linear", "exponential")
-DEP_POLICIES: tuple[str, ...] = ("fail", "skip", "run-anyway")
-ON_TASK_ERROR: tuple[str, ...] = ("raise", "log", "continue")
+BACKOFFS: tuple[str, ...] = get_args(Backoff)
+DEP_POLICIES: tuple[str, ...] = get_args(DepFailurePolicy)
+ON_TASK_ERROR: tuple[str, ...] = get_args(OnTaskError)
 
 
 def check_choice(what: str, value: object, choices: Sequence[str]) -> str:

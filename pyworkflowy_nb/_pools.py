@@ -52,9 +52,6 @@ class Pools:
             return self._max_workers or _cpus()
         return self._max_workers or 0  # 0: the asyncio backend is bounded only by max_workers
 
-    def has(self, backend: str) -> bool:
-        return backend in self._supplied or backend in ("thread", "process")
-
     def get(self, backend: str) -> Executor:
         supplied = self._supplied.get(backend)
         if supplied is not None:

@@ -5,10 +5,20 @@ right loop: ``asyncio.run`` when none is running, the patched loop under nest_as
 otherwise (a Jupyter cell, say) a dedicated loop thread while the caller blocks, as
 jupyter_core's ``run_sync`` does.
 
-Under a :class:`~pyworkflowy_nb.testing.MockClock` both ``run`` and ``arun`` always drive the run
-on that dedicated loop thread, on a loop whose time is the clock's (``_vloop.py``): the caller's
-own loop (a kernel's, a test framework's) keeps real time, virtual time stays inside the run, and
-the same code works in a script and in a notebook cell.
+``serve``/``aserve``/``serve_in_background`` drive the same dispatcher with a run that idles
+instead of ending when nothing is left, so submissions from any thread (a scheduler, a web
+handler, a task body) run as they come; ``stop()`` drains it by default (``cancel=True``
+cancels the unfinished first) and never blocks, so a task may call it.
+
+The runner is the top of the engine: it validates and keys submissions, owns the handle
+registry, and builds the pieces below it: a :class:`~._dispatch.Dispatcher` (lock, event bus,
+pools, registry, error policy) and, with a checkpoint, a :class:`~._persist.Persistence` that
+the dispatcher calls through. Neither piece imports or calls the runner.
+
+Under a :class:`~pyworkflowy_nb.testing.MockClock` every run and serve is driven on the dedicated
+loop thread, on a loop whose time is the clock's (``_vloop.py``): the caller's own loop (a
+kernel's, a test framework's) keeps real time, virtual time stays inside the run, and the same
+code works in a script and in a notebook cell.
 
 The constructor's defaults are pyWorkflowy 0.1.0's (eight workers, a checkpoint at most every
 5 s); its options may also be passed by position, as earlier versions of this package allowed.
@@ -20,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -39,16 +51,17 @@ from ._arguments import (
 from ._checkpoint import Checkpointer, FileCheckpointer, JSONCheckpointer, checkpointer_for_path
 from ._clock import Clock, SystemClock, as_clock
 from ._context import _current_runner
-from ._dispatch import Dispatcher, Run
+from ._dispatch import ActiveRun, Dispatcher
 from ._events import EventBus, TaskEvent
-from ._handle import RunResults, TaskHandle, TaskStatus, dependency_outcome, status_summary
+from ._handle import RunResults, TaskHandle, TaskStatus, status_summary
 from ._identity import base_key, encode_args, fingerprint
+from ._persist import Persistence
 from ._policy import BACKENDS, EXTERNAL_BACKENDS, ON_TASK_ERROR, check_choice, check_non_negative
-from ._records import STATE_VERSION, Record, records_from_state, state_entry
+from ._pools import Pools
+from ._records import records_from_state
 from ._task import Task
 from ._views import CallableList
 from ._vloop import loop_factory
-from ._writer import CheckpointWriter
 
 __all__ = ["TaskRunner"]
 
@@ -122,21 +135,26 @@ class TaskRunner:
             checkpointer = JSONCheckpointer(checkpoint_path)
         self.checkpointer = checkpointer
         self.checkpoint_interval = float(checkpoint_interval)
-        self._writer = (CheckpointWriter(checkpointer, self.checkpoint_interval, self._state)
-                        if checkpointer is not None else None)
-        self._restored: dict[str, Record] = {}
         # Every timestamp (started_at, finished_at, events) comes from this clock; under a
         # MockClock the run's event loop keeps its virtual time too (see _vloop.py).
         self._clock: Clock = as_clock(clock, "TaskRunner(clock=...)") or SystemClock()
         self._lock = threading.RLock()
         self._bus = EventBus(self._clock.time)
         self._handles: dict[str, TaskHandle[Any]] = {}
+        self._persist = (Persistence(checkpointer, self.checkpoint_interval, self._handles,
+                                     self._lock)
+                         if checkpointer is not None else None)
         self._key_counts: dict[str, int] = {}
         self._wrapped: dict[Any, Task[..., Any]] = {}
         self._seq = 0
         self._tokens: list[contextvars.Token[TaskRunner | None]] = []
         self._closed = False
-        self._dispatch = Dispatcher(self)
+        self._dispatch = Dispatcher(
+            lock=self._lock, bus=self._bus,
+            pools=Pools(self.max_workers, self.mp_context, self.executors),
+            handles=self._handles, max_workers=self.max_workers,
+            on_task_error=self.on_task_error, persistence=self._persist, owner=self,
+            now=self._clock.time)
 
     # -- resume --------------------------------------------------------------------------------
     @classmethod
@@ -170,7 +188,8 @@ class TaskRunner:
             records = records_from_state(checkpointer.load(), checkpointer.describe())
         options.pop("checkpoint_path", None)
         runner = cls(checkpointer=checkpointer, **options)
-        runner._restored = records
+        assert runner._persist is not None
+        runner._persist.restored = records
         return runner
 
     # -- submitting ------------------------------------------------------------------------------
@@ -236,74 +255,13 @@ class TaskRunner:
                     key = f"{base}#{count}"
             self._seq += 1
             h: TaskHandle[R] = TaskHandle(self, task, args, kwargs, key, parents, backend,
-                                          self._seq)
+                                          self._seq, dispatch)
             self._handles[key] = h
-            dispatch.unfinished += 1
-            bus = self._bus
-            if bus.active:
-                bus.emit("submitted", h)
             if checkpointer is not None:
                 # Computed now, while the parents' are at hand (and the arguments' encoding).
                 fingerprint(h, encoded)
-            if self._restored and self._prime(h):
-                return h
-            failed = _graph.wire(h)
-            if failed is not None and task.on_dep_failure != "run-anyway":
-                self._settle_on_failed_parent(h, failed)
-            elif h._waiting == 0:
-                dispatch.push_ready(h)
+            dispatch.admit(h)
         return h
-
-    def _settle_on_failed_parent(self, h: TaskHandle[Any], parent: TaskHandle[Any]) -> None:
-        status, error = dependency_outcome(h, parent)
-        self._dispatch.settle(h, status, None, error)
-
-    def _prime(self, h: TaskHandle[Any]) -> bool:
-        rec = self._restored.get(h.key)
-        if rec is None or rec.get("status") != "completed":
-            return False
-        if rec.get("fingerprint") != h.fingerprint:
-            return False  # same key, different inputs or code: it must run again
-        h.status = TaskStatus.COMPLETED
-        h._value = rec.get("value")
-        h.attempts = rec["attempts"]  # records are validated when they are read
-        h.started_at = rec["started_at"]
-        h.finished_at = rec["finished_at"]
-        h.restored = True
-        self._dispatch.unfinished -= 1
-        if self._bus.active:
-            self._bus.emit("restored", h, h.attempts)
-        return True
-
-    def _record_of(self, h: TaskHandle[Any], status: TaskStatus | None = None) -> Record:
-        """What the checkpoint stores of ``h`` (as if it had ``status``, when given)."""
-        st = status or h.status
-        return {
-            "key": h.key,
-            "name": h.name,
-            "fingerprint": h.fingerprint,
-            "status": st._value_,
-            "value": h._value if st is TaskStatus.COMPLETED else None,
-            "error": None if h._exception is None else repr(h._exception),
-            "attempts": h.attempts,
-            "started_at": h.started_at,
-            "finished_at": h.finished_at,
-            # Tuples, not lists: a record of atoms and tuples of atoms is soon untracked by
-            # the cyclic GC, which would otherwise walk every kept record on each collection.
-            "args": h.args,
-            "kwargs": h.kwargs,
-            "depends_on": tuple([p.key for p in h.parents]),
-        }
-
-    def _state(self) -> dict[str, Any]:
-        """The whole state for a custom Checkpointer: every handle in submission order, then
-        restored records that were not submitted again (so a later resume keeps them)."""
-        with self._lock:
-            handles = list(self._handles.values())
-            entries = [state_entry(self._record_of(h)) for h in handles]
-            entries += [state_entry(r) for k, r in self._restored.items()
-                        if k not in self._handles]
-        return {"version": STATE_VERSION, "handles": entries}
 
     def add_dependency(self, handle: TaskHandle[Any], *parents: TaskHandle[Any]) -> None:
         """Make a not-yet-started ``handle`` also wait for ``parents``; CycleError on a loop."""
@@ -325,7 +283,7 @@ class TaskRunner:
                 _graph.add_dependency(handle, parent)
                 if parent.status.terminal and parent.status is not TaskStatus.COMPLETED \
                         and handle.task.on_dep_failure != "run-anyway":
-                    self._settle_on_failed_parent(handle, parent)
+                    self._dispatch.settle_on_failed_parent(handle, parent)
                     return
 
     # -- running ---------------------------------------------------------------------------------
@@ -342,21 +300,106 @@ class TaskRunner:
     async def arun(self) -> RunResults:
         """Run every submitted task to a terminal state on the current loop.
 
-        Under a MockClock the run goes to a dedicated loop thread on virtual time instead, and
-        this awaits it: the caller's loop keeps real time.
+        While the runner serves (:meth:`serve`), this waits for what was submitted so far
+        instead of starting a run. Under a MockClock the run goes to a dedicated loop thread on
+        virtual time, and this awaits it: the caller's loop keeps real time.
         """
-        if self._virtual():
+        if self._virtual() and not self._serving():
             return await asyncio.wrap_future(self.run_in_background())
-        run = Run()
+        run = ActiveRun()
         with self._lock:
-            if self._dispatch.run is not None:
+            active = self._dispatch.run
+            if active is not None and active.serving:
+                pending = self._unfinished_handles()
+            elif active is not None:
                 raise RuntimeError(
                     "this runner is already running: submit() adds tasks to the current run; "
                     "await the handles (or call result()) instead of starting a second run")
-            self._dispatch.run = run
+            else:
+                self._dispatch.run = run
+                pending = None
+        if pending is not None:
+            await _until_ended(pending)
+            return RunResults(self._handles)
         return await self._drive(run)
 
-    async def _drive(self, run: Run) -> RunResults:
+    async def aserve(self) -> RunResults:
+        """Drive the runner on the current loop until :meth:`stop`, idling between tasks.
+
+        Submissions from any thread (a scheduler, a task body, a web handler) run as they
+        come. After ``stop()`` it returns once everything submitted has ended, with the
+        results; like ``arun()`` it raises the first failure under ``on_task_error='raise'``
+        (which cancels the rest and ends serving). Under a MockClock it serves on a dedicated
+        loop thread on virtual time, as :meth:`arun` runs.
+        """
+        if self._virtual():
+            return await asyncio.wrap_future(self.serve_in_background())
+        run = ActiveRun(serving=True)
+        with self._lock:
+            self._claim_run(run, "aserve")
+        return await self._drive(run)
+
+    def serve(self) -> RunResults:
+        """Serve until :meth:`stop` (called from another thread, a task or a signal handler),
+        blocking the caller; the blocking twin of :meth:`aserve`. Safe to call where a loop is
+        already running (a notebook cell): the run then goes to a dedicated loop thread."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.aserve())
+        return self.serve_in_background().result()
+
+    def serve_in_background(self) -> concurrent.futures.Future[RunResults]:
+        """Serve on a dedicated loop thread; the future resolves once :meth:`stop` drained it.
+        Returns the running serve's future if this runner already serves in the background."""
+        with self._lock:
+            active = self._dispatch.run
+            if active is not None and active.serving and active.future is not None:
+                return active.future
+            run = ActiveRun(serving=True)
+            self._claim_run(run, "serve_in_background")
+        return self._start_thread(run)
+
+    def stop(self, *, cancel: bool = False) -> bool:
+        """End a serve (:meth:`serve`, :meth:`aserve`, :meth:`serve_in_background`).
+
+        It drains: the serve ends once every task submitted before it is done, and tasks
+        those submit still run. With ``cancel=True`` the unfinished tasks are cancelled
+        first. Returns at once (so a task may call it); wait on the serve's future or call
+        for it to return. False when the runner was not serving.
+        """
+        with self._lock:
+            active = self._dispatch.run
+            if active is None or not active.serving:
+                return False
+            active.serving = False
+            self._dispatch.wake()
+        if cancel:
+            self.cancel_all()
+        return True
+
+    def _claim_run(self, run: ActiveRun, method: str) -> None:
+        """Make ``run`` the dispatcher's run (lock held), or explain why it cannot be."""
+        if self._closed:
+            raise RuntimeError(f"this runner was shut down: {method}() needs a new TaskRunner")
+        if self._dispatch.run is not None:
+            raise RuntimeError(
+                f"{method}() on a runner that is already running: submit() adds tasks to the "
+                "current run; call stop() and wait for it before serving again")
+        self._dispatch.run = run
+
+    def _virtual(self) -> bool:
+        return getattr(self._clock, "virtual", False) is True
+
+    def _serving(self) -> bool:
+        with self._lock:
+            active = self._dispatch.run
+            return active is not None and active.serving
+
+    def _unfinished_handles(self) -> list[TaskHandle[Any]]:
+        return [h for h in self._handles.values() if not h.status.terminal]
+
+    async def _drive(self, run: ActiveRun) -> RunResults:
         dispatch = self._dispatch
         run.attach(asyncio.get_running_loop())
         if self._bus.active:
@@ -373,8 +416,8 @@ class TaskRunner:
                 if dispatch.run is run:  # normally already cleared by the dispatcher
                     dispatch.run = None
             try:
-                if self._writer is not None:
-                    await asyncio.get_running_loop().run_in_executor(None, self._writer.flush)
+                if self._persist is not None:
+                    await asyncio.get_running_loop().run_in_executor(None, self._persist.flush)
             finally:
                 if self._bus.active:
                     self._bus.emit("run-finished", None)
@@ -388,6 +431,15 @@ class TaskRunner:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
+        with self._lock:
+            active = self._dispatch.run
+            serving = active is not None and active.serving
+            pending = self._unfinished_handles() if serving else []
+        if serving:
+            # Serving: wait for what was submitted so far, as arun() does.
+            for h in pending:
+                h.wait()
+            return RunResults(self._handles)
         if self._virtual():
             pass  # always the loop thread, on virtual time: see arun()
         elif loop is None:
@@ -417,12 +469,17 @@ class TaskRunner:
                 raise RuntimeError(
                     "this runner is already running on a loop of its caller: await its "
                     "handles instead of starting a background run")
-            run = Run()
-            future: concurrent.futures.Future[RunResults] = concurrent.futures.Future()
-            run.future = future
+            run = ActiveRun()
             self._dispatch.run = run
+        return self._start_thread(run)
+
+    def _start_thread(self, run: ActiveRun) -> concurrent.futures.Future[RunResults]:
+        """Drive ``run`` (already claimed) on a new loop thread; the future of its results."""
+        future: concurrent.futures.Future[RunResults] = concurrent.futures.Future()
+        run.future = future
         # The caller's context (bound runner, a Jupyter cell's parent header) travels along.
         context = contextvars.copy_context()
+        # Made here, in the caller's thread: a virtual loop must count as busy from now on.
         factory = loop_factory(self._clock, self._dispatch.busy)
 
         def main() -> None:
@@ -438,27 +495,7 @@ class TaskRunner:
         threading.Thread(target=context.run, args=(main,), name="wfy-run", daemon=True).start()
         return future
 
-    def _virtual(self) -> bool:
-        return getattr(self._clock, "virtual", False) is True
-
-    def _check_can_wait(self, h: TaskHandle[Any], timeout: float | None, method: str) -> None:
-        run = self._dispatch.run
-        if run is not None and run.loop is not None and run.on_loop_thread():
-            raise RuntimeError(
-                f"{method}() on {h.key!r} would block the event loop that runs it: "
-                "use `await handle` inside async code")
-        if run is None and timeout is None:
-            # Nothing in this thread could end the wait; with a timeout another thread may
-            # start the run meanwhile, so that case waits (and then raises TimeoutError).
-            raise RuntimeError(
-                f"task {h.key!r} is {h.status.value} and no run is going: call runner.run() "
-                f"(or await runner.arun()) first, or pass {method}(timeout=...) if another "
-                "thread starts the run")
-
     # -- cancelling and observing ------------------------------------------------------------------
-    def _cancel(self, h: TaskHandle[Any]) -> bool:
-        return self._dispatch.cancel(h)
-
     def cancel_all(self) -> int:
         """Ask every unfinished task to stop; returns how many were newly asked."""
         with self._lock:
@@ -489,12 +526,14 @@ class TaskRunner:
     def shutdown(self, wait: bool = True) -> None:
         """Stop the worker pools and write any pending checkpoint records; idempotent.
 
-        Afterwards ``submit`` raises RuntimeError.
+        A serve is stopped (it drains, see :meth:`stop`). Afterwards ``submit`` raises
+        RuntimeError.
         """
         self._closed = True
+        self.stop()
         self._dispatch.pools.shutdown(wait=wait)
-        if self._writer is not None and self._dispatch.run is None:
-            self._writer.flush()
+        if self._persist is not None and self._dispatch.run is None:
+            self._persist.flush()
 
     def __enter__(self) -> TaskRunner:
         self._tokens.append(_current_runner.set(self))
@@ -514,3 +553,24 @@ class TaskRunner:
 
         return runner_html(self)
 
+
+async def _until_ended(handles: list[TaskHandle[Any]]) -> None:
+    """Wait on this loop until every handle is terminal, whatever its outcome."""
+    loop = asyncio.get_running_loop()
+    for h in handles:
+        if h.done():
+            continue
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def wake(ended: asyncio.Future[None] = ended) -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        h._control.add_waiter(h, functools.partial(_call_soon, loop, wake))
+        await ended
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
+    # The handle ends on the run's loop, which may not be this one; a closed loop has no waiter.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn)

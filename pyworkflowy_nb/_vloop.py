@@ -73,12 +73,18 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._clock = clock
         self._pending_threadsafe = 0
         self._count_lock = threading.Lock()
-        self._party = Party(wake=self._wake, busy=busy)
+        self._busy = busy
+        self._party = Party(wake=self._wake, busy=self._is_busy)
         super().__init__(_IdleSelector(self))
         clock.add_party(self._party)
 
     def time(self) -> float:
         return self._clock.time()
+
+    def _is_busy(self) -> bool:
+        # A callback sent from another thread (a submission's wake-up) is work not yet seen,
+        # even while the selector still sleeps: the clock must not jump over it.
+        return self._pending_threadsafe > 0 or self._busy()
 
     def _wake(self) -> None:
         with contextlib.suppress(RuntimeError):  # closed: nothing left to wake

@@ -31,12 +31,14 @@ Design decisions
   ``on_task_error="continue"`` or ``"log"`` for scheduled work); the scheduler keeps going.
   If submitting itself fails, the error is logged on the ``pyworkflowy_nb.schedule`` logger and
   recorded on the job (``job.last_error``), and the job stays scheduled.
-* **Executing what fired.** ``tick()`` only submits. The loops behind ``start()`` and
-  ``arun()`` also make sure the handles run: a run already going picks them up (the engine
-  guarantees that); otherwise the loop starts ``runner.run_in_background()``, which never blocks
-  the scheduler. ``arun()`` does the same rather than running the engine on the caller's loop,
-  so a slow synchronous task can never stall the loop that the scheduler (and a notebook) share.
-  Handles that a finishing run missed are noticed on a later pass and get a new run.
+* **Executing what fired.** ``tick()`` only submits: the scheduler is a timetable. The loops
+  behind ``start()`` and ``arun()`` hand execution to the runner's serve mode: a run already
+  going picks the handles up (the engine guarantees that); otherwise the loop starts
+  ``runner.serve_in_background()``, a run that idles between firings instead of ending, so the
+  scheduler tracks no handles and restarts nothing. ``arun()`` does the same rather than running
+  the engine on the caller's loop, so a slow synchronous task can never stall the loop that the
+  scheduler (and a notebook) share. ``stop()`` stops the serves it started; they drain (what
+  was submitted still runs to its end).
 * **Waking.** The background loop waits on an ``Event`` (``arun()`` on an ``asyncio.Event``) with
   a timeout of at most ``tick_seconds``; ``stop()`` and new jobs set it, so ``stop()`` returns
   promptly and a job added to an idle scheduler is considered at once.
@@ -470,8 +472,7 @@ class Scheduler:
         # Waits of the background loop count the clock's seconds (a MockClock's are virtual).
         self._wake = self._clock.event()
         self._async_wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
-        self._outstanding: list[TaskHandle[Any]] = []
-        self._watched_run: concurrent.futures.Future[RunResults] | None = None
+        self._served: dict[int, TaskRunner] = {}  # runners whose serve this scheduler started
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -692,28 +693,31 @@ class Scheduler:
 
     def _execute(self, handles: list[TaskHandle[Any]]) -> None:
         """Make sure fired handles get run, without ever blocking on the run."""
-        with self._lock:
-            self._outstanding = [h for h in self._outstanding if not h.done()] + handles
-            # The runners of the handles themselves: a scheduler made without a runner submits
-            # to whichever is bound at each tick, so there may be more than one.
-            runners = list({id(h.runner): h.runner for h in self._outstanding}.values())
-        for runner in runners:
-            self._start_run(runner)
+        # The runners of the handles themselves: a scheduler made without a runner submits
+        # to whichever is bound at each tick, so there may be more than one.
+        for runner in {id(h.runner): h.runner for h in handles}.values():
+            self._serve(runner)
 
-    def _start_run(self, runner: TaskRunner) -> None:
+    def _serve(self, runner: TaskRunner) -> None:
         if runner.running:
-            return
+            return  # a run going (a serve, or someone's own run) picks the handles up
         try:
-            future = runner.run_in_background()
+            future = runner.serve_in_background()
         except Exception as error:
             # A run may have started on someone's loop between the check and the call; it then
             # picks the handles up and there is nothing to report.
             if not runner.running:
                 logger.warning("the scheduler could not start a run: %r", error, exc_info=error)
             return
-        if future is not self._watched_run:
-            self._watched_run = future
-            future.add_done_callback(_log_run_outcome)
+        with self._lock:
+            self._served[id(runner)] = runner
+        future.add_done_callback(_log_run_outcome)
+
+    def _stop_serving(self) -> None:
+        with self._lock:
+            served, self._served = list(self._served.values()), {}
+        for runner in served:
+            runner.stop()  # drains: what fired still runs to its end
 
     def _delay(self) -> float | None:
         """Seconds until the next job is due, capped by ``tick_seconds``.
@@ -766,6 +770,7 @@ class Scheduler:
                 self._wake.clear()
                 self._wake.wait(self._pass())
         finally:
+            self._stop_serving()  # a pass that raced stop() may have started one
             with self._lock:
                 if self._mode == "thread":
                     self._mode = None
@@ -800,6 +805,7 @@ class Scheduler:
                     await asyncio.wait_for(wake.wait(), delay)
         finally:
             self._wake.set()  # a virtual wait still going in a worker thread ends now
+            self._stop_serving()
             with self._lock:
                 self._async_wake = None
                 if self._mode == "async":
@@ -825,6 +831,7 @@ class Scheduler:
                                          fix="use None to wait until the thread ends")
         self._stopping.set()
         self._notify()
+        self._stop_serving()
         thread = self._thread
         if thread is None or thread is threading.current_thread() or not wait:
             return

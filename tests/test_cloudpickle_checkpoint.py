@@ -27,7 +27,7 @@ import pytest
 from engine_helpers import cell_namespace
 
 from pyworkflowy_nb import TaskRunner, task
-from pyworkflowy_nb._checkpoint import _canonical
+from pyworkflowy_nb._checkpoint import _manifest_bytes
 from pyworkflowy_nb.exceptions import CheckpointError
 from pyworkflowy_nb.notebook import _keys
 from pyworkflowy_nb.notebook._checkpoint import (
@@ -72,7 +72,7 @@ def rewrite_manifest(path: Path, change: Callable[[dict[str, Any]], None],
     old_signature = body.pop("manifest_signature", None)
     change(body)
     if key is not None:
-        body["manifest_signature"] = _keys.sign_bytes(key, _canonical(body))
+        body["manifest_signature"] = _keys.sign_bytes(key, _manifest_bytes(body))
     elif old_signature is not None:
         body["manifest_signature"] = old_signature
     path.write_text(json.dumps(body))

@@ -132,7 +132,7 @@ def test_a_journal_only_checkpoint_is_restored(tmp_path: Path) -> None:
     cp.append([rec("a", 1), rec("b", 2)])
     cp.append([rec("c", 3)])
     assert not path.exists() and len(journals(path)) == 1
-    assert TaskRunner.resume(path)._restored.keys() == {"a", "b", "c"}
+    assert TaskRunner.resume(path)._persist.restored.keys() == {"a", "b", "c"}
     state = JSONCheckpointer(path).load()
     assert state is not None and [e["id"] for e in state["handles"]] == ["a", "b", "c"]
 

@@ -257,7 +257,7 @@ def test_a_good_checkpoint_still_resumes(tmp_path: Path) -> None:
     # The control: the helpers above build valid checkpoints, so each refusal is the edit's.
     path, _, _ = json_checkpoint(tmp_path)
     runner = TaskRunner.resume(path)
-    assert set(runner._restored) == {"a", "b"}
+    assert set(runner._persist.restored) == {"a", "b"}
     one = task(name="one")(lambda: 1)
     pk = tmp_path / "p.pkl"
     with TaskRunner(checkpointer=PickleCheckpointer(pk)) as r:
