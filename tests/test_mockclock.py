@@ -288,3 +288,40 @@ def test_a_scheduler_arun_waits_on_virtual_time() -> None:
 
     asyncio.run(asyncio.wait_for(main(), HANG_GUARD))
     assert [t - T0 for t in fired[:2]] == [30.0, 60.0]
+
+
+def test_a_serving_runner_keeps_virtual_time_between_submissions() -> None:
+    clock = jumping()
+
+    @task
+    async def nap(seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return clock.time()
+
+    with TaskRunner(clock=clock) as runner:
+        serving = runner.serve_in_background()
+        assert runner.submit(nap, 10).result(timeout=HANG_GUARD) == T0 + 10
+        assert runner.submit(nap, 5).result(timeout=HANG_GUARD) == T0 + 15
+        runner.stop()
+        serving.result(HANG_GUARD)
+
+
+def test_aserve_under_a_mock_clock_serves_on_the_virtual_loop_thread() -> None:
+    clock = jumping()
+
+    @task
+    async def nap() -> float:
+        await asyncio.sleep(600)
+        return clock.time()
+
+    async def main() -> float:
+        runner = TaskRunner(clock=clock)
+        serving = asyncio.create_task(runner.aserve())
+        h = runner.submit(nap)
+        value = await asyncio.wait_for(h, HANG_GUARD)  # a handle is awaitable from any loop
+        runner.stop()
+        await asyncio.wait_for(serving, HANG_GUARD)
+        runner.shutdown()
+        return value
+
+    assert asyncio.run(main()) == T0 + 600
