@@ -238,14 +238,6 @@ class MockClock:
             self._t = target
         self._moved()
 
-    def jump_to(self, when: float) -> None:
-        """Move forward to epoch seconds ``when`` if that is later (the loops' jumps)."""
-        with self._cond:
-            if when <= self._t:
-                return
-            self._t = when
-        self._moved()
-
     def _moved(self) -> None:
         """Time changed: wake the waiting threads and loops, then fire due timers in order."""
         with self._cond:
@@ -313,16 +305,16 @@ class MockClock:
             heapq.heappush(self._timers, (timer.due, next(self._seq), timer))
         return timer
 
-    def add_party(self, party: Party) -> None:
+    def _add_party(self, party: Party) -> None:
         with self._cond:
             self._parties.add(party)
 
-    def remove_party(self, party: Party) -> None:
+    def _remove_party(self, party: Party) -> None:
         with self._cond:
             self._parties.discard(party)
             self._cond.notify_all()  # the rest may be able to jump now
 
-    def idle_wait(self, party: Party, deadline: float | None, real_timeout: float | None,
+    def _idle_wait(self, party: Party, deadline: float | None, real_timeout: float | None,
                   poll: Callable[[float | None], Any]) -> Any:
         """For a loop's selector: mark ``party`` idle until ``deadline``, wait in ``poll``
         (real seconds) and jump when everything stayed idle for the threshold."""

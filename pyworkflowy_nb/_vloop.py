@@ -61,7 +61,7 @@ class _IdleSelector(selectors.BaseSelector):
         if loop._pending_threadsafe:
             return self._inner.select(0)  # a callback from another thread is on its way
         deadline = None if timeout is None else loop.time() + timeout
-        events: list[tuple[selectors.SelectorKey, int]] = loop._clock.idle_wait(
+        events: list[tuple[selectors.SelectorKey, int]] = loop._clock._idle_wait(
             loop._party, deadline, timeout, self._inner.select)
         return events
 
@@ -76,7 +76,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._busy = busy
         self._party = Party(wake=self._wake, busy=self._is_busy)
         super().__init__(_IdleSelector(self))
-        clock.add_party(self._party)
+        clock._add_party(self._party)
 
     def time(self) -> float:
         return self._clock.time()
@@ -107,7 +107,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         callback(*args)
 
     def close(self) -> None:
-        self._clock.remove_party(self._party)
+        self._clock._remove_party(self._party)
         super().close()
 
 

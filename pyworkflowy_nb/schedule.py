@@ -42,6 +42,10 @@ Design decisions
 * **Waking.** The background loop waits on an ``Event`` (``arun()`` on an ``asyncio.Event``) with
   a timeout of at most ``tick_seconds``; ``stop()`` and new jobs set it, so ``stop()`` returns
   promptly and a job added to an idle scheduler is considered at once.
+  Under a :class:`~pyworkflowy_nb.testing.MockClock` the event is the clock's, its waits count
+  virtual seconds, and they last exactly until the next firing (no ``tick_seconds`` cap: virtual
+  time never moves behind the scheduler's back), so an autojumping clock goes from firing to
+  firing in one step.
 * Due jobs are kept in a heap ordered by next firing, so a tick costs O(fired * log jobs), not a
   scan of every job.
 
