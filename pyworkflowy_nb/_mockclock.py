@@ -39,6 +39,9 @@ from ._clock import Cancellable, WaitEvent, _as_timedelta
 __all__ = ["FakeClock", "MockClock", "Party", "Timer"]
 
 DEFAULT_START = 1704067200.0  # 2024-01-01T00:00:00Z
+# Real seconds between second looks of an autojumping party that found someone busy. Every
+# change wakes the parties anyway; this only bounds the damage of a wake-up nobody sent.
+_RECHECK = 1.0
 
 
 class Party:
@@ -123,10 +126,11 @@ class _MockEvent:
                             finally:
                                 cond.acquire()
                         elif threshold == 0.0:
-                            cond.wait()
+                            cond.wait(_RECHECK)
                 return True
             finally:
                 clock._parties.discard(party)
+                clock._left()
 
 
 class MockClock:
@@ -312,7 +316,15 @@ class MockClock:
     def _remove_party(self, party: Party) -> None:
         with self._cond:
             self._parties.discard(party)
-            self._cond.notify_all()  # the rest may be able to jump now
+            self._left()
+
+    def _left(self) -> None:
+        """A party left (``_cond`` held): the rest may be able to jump now, so they look again.
+        Waking a loop only writes to its pipe, which is safe under the lock."""
+        self._cond.notify_all()
+        for party in self._parties:
+            if party.wake is not None:
+                party.wake()
 
     def _idle_wait(self, party: Party, deadline: float | None, real_timeout: float | None,
                   poll: Callable[[float | None], Any]) -> Any:
@@ -336,9 +348,8 @@ class MockClock:
             if jumped or (deadline is not None and self._t >= deadline):
                 return events
             # Not everyone is idle yet: wait for news (a wake-up writes to the loop's pipe).
-            rest = None if real_timeout is None else max(0.0, real_timeout - slice_)
-            return poll(rest if threshold == 0.0 else
-                        (threshold if rest is None else min(threshold, rest)))
+            rest = _RECHECK if real_timeout is None else min(_RECHECK, real_timeout - slice_)
+            return poll(max(0.0, rest))
         finally:
             with self._cond:
                 party.idle = False
