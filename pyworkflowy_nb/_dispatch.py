@@ -311,6 +311,22 @@ class Dispatcher:
         out: list[TaskHandle[Any]] = []
         queues, inflight, caps = self.queues, self.inflight, self.caps
         limit = self.max_workers
+        inline = queues["inline"]
+        if not inline.heap and not any(queues[lane] for lane in _LANES):
+            # Only default-priority inline work (the bulk of a big graph of small tasks, and
+            # every step of a chain): pop it without weighing the lanes against each other.
+            fifo = inline.fifo
+            if not fifo or (limit is not None and self.total_inflight >= limit
+                            and not self.inline_slot):
+                return out
+            while fifo and len(out) < _BATCH:
+                h = fifo.popleft()
+                if (h.status is _READY or h.status is _RETRYING) and not h._waiting:
+                    out.append(h)
+            if out and not self.inline_slot:
+                self.inline_slot = True
+                self.total_inflight += 1
+            return out
         counted = self.counted
         while len(out) < _BATCH:
             full = limit is not None and self.total_inflight >= limit
@@ -403,7 +419,8 @@ class Dispatcher:
 
     def launch(self, h: TaskHandle[Any], run: ActiveRun) -> None:
         task = h.task
-        inline = not task.is_async and lane_of(h) == "asyncio"
+        lane = lane_of(h)
+        inline = lane == "asyncio" and not task.is_async
         if inline:
             with self.lock:
                 status = h.status
@@ -417,7 +434,7 @@ class Dispatcher:
             # Cancelled between leaving the queue and starting: give the slot back unused.
             with self.lock:
                 if not inline:
-                    self.release(lane_of(h))
+                    self.release(lane)
                 if h.status is _RUNNING:
                     self.settle(h, _CANCELLED, None, TaskCancelledError(
                         f"task {h.key!r} was cancelled before it started", task=h.key))
@@ -429,7 +446,6 @@ class Dispatcher:
             h.started_at = now
         if self.bus.active:
             self.bus.emit("started", h, attempt, None, now)
-        lane = lane_of(h)
         if lane == "asyncio":
             if task.is_async:
                 assert run.loop is not None
