@@ -245,7 +245,9 @@ class TaskRunner:
                     checkpointer.check(arg, what=f"argument {name!r} of task {task.name!r}")
         if task_key is not None and (not isinstance(task_key, str) or not task_key):
             raise TypeError(f"task_key must be a non-empty string, got {task_key!r}")
-        if args or kwargs:
+        if (args or kwargs) and checkpointer is not None:
+            # Needed for the fingerprint; without a checkpoint only an unreadable key needs it
+            # (base_key encodes then), so readable scalar arguments are never encoded.
             encoded = encode_args(args, kwargs)
         dispatch = self._dispatch
         with self._lock:
