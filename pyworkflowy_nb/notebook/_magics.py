@@ -26,6 +26,7 @@ from ..exceptions import CheckpointError, DependencyFailedError
 from ._cells import check_name
 from ._loop import ParentPin
 from ._plan import SessionCycleError
+from ._run_view import RunView, finish_view, show_run, watch_background
 from ._session import Run, Session
 from ._tables import table, timestamp
 from ._tracebacks import user_traceback
@@ -237,24 +238,51 @@ class WorkflowMagics(Magics):
                 listeners=[pin.listener] if pin is not None else [],
                 restore=not args.force,
             )
-        widget = None if args.no_widget else _show_widget(run)
+        view = None if args.no_widget else _show_widget(run, background=args.background)
         session.start(run, background=args.background)
         if args.background:
+            if view is not None:
+                watch_background(view)
             print(
                 f"wfy: running {len(run.handles)} task(s) in the background; results land in "
                 "the namespace as they finish (%wfy_status shows progress)"
             )
             return
-        results = session.wait(run)
-        if widget is not None:
-            # Draw the final state while this cell is still the parent of what is sent.
-            flush = getattr(widget, "flush", None)
-            if callable(flush):
-                flush(timeout=30.0)
-        _report(run, results, verbose=widget is None)
-        if args.raise_ and not results.ok:
-            first = _root_failures(results)[0]
-            raise first.error if first.error is not None else RuntimeError(first.status.value)
+        try:
+            results = session.wait(run)
+        finally:
+            if view is not None:
+                # The static picture replaces the widget while this cell is still the parent
+                # of what is sent (an interrupted run is drawn as it was left, too).
+                view.finish()
+        _report(run, results, verbose=view is None)
+        _raise_first(results, args.raise_)
+
+    # -- %wfy_wait -------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+              help="give up waiting after this long (the run goes on)")
+    @argument("--raise", dest="raise_", action="store_true",
+              help="make the cell fail with the first task error (for notebook tests)")
+    @line_magic
+    def wfy_wait(self, line: str) -> None:
+        """Wait for the latest run (one started with %wfy_run --background) to end.
+
+        Its results are in the namespace afterwards, its output shows the final picture, and
+        what failed is printed as after a blocking %wfy_run.
+        """
+        args = parse_argstring(self.wfy_wait, line)
+        session = self.session
+        try:
+            results = session.wait_for_run(args.timeout)
+        except TimeoutError as exc:
+            raise UsageError(str(exc)) from None
+        run = session.last_run
+        assert run is not None  # wait_for_run refuses a session without a run
+        shown = finish_view(run)
+        _report(run, results, verbose=not shown)
+        _raise_first(results, args.raise_)
 
     # -- %wfy_schedule ---------------------------------------------------------------------------
 
@@ -405,8 +433,14 @@ class WorkflowMagics(Magics):
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _show_widget(run: Run) -> Any | None:
-    """Display the live widget for ``run``; None (text output instead) if it cannot be built."""
+def _raise_first(results: RunResults, wanted: bool) -> None:
+    if wanted and not results.ok:
+        first = _root_failures(results)[0]
+        raise first.error if first.error is not None else RuntimeError(first.status.value)
+
+
+def _show_widget(run: Run, *, background: bool) -> RunView | None:
+    """Display the live view of ``run``; None (text output instead) if it cannot be built."""
     try:
         from ._widget import RunnerWidget
     except ImportError:
@@ -419,10 +453,7 @@ def _show_widget(run: Run) -> Any | None:
         print(f"wfy: the live view failed ({type(exc).__name__}: {exc}); "
               "showing a text summary instead", file=sys.stderr)
         return None
-    from IPython.display import display
-
-    display(widget)  # type: ignore[no-untyped-call]
-    return widget
+    return show_run(run, widget, background=background)
 
 
 def _root_failures(results: RunResults) -> list[Any]:

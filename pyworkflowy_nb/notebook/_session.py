@@ -379,6 +379,30 @@ class Session:
             run.runner.cancel_all()
             raise
 
+    def wait_for_run(self, timeout: float | None = None) -> RunResults:
+        """Block until the latest run (a ``--background`` one included) has ended; its results.
+
+        Raises ``UsageError`` when no run was started yet, and ``TimeoutError`` when *timeout*
+        seconds pass first (the run goes on; wait again or cancel it).
+        """
+        try:
+            timeout = check_optional_seconds("wait_for_run(timeout=...)", timeout, above=True,
+                                             fix="pass None to wait as long as it takes")
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        run = self.last_run
+        if run is None:
+            raise UsageError("no run was started in this session yet: start one with %wfy_run")
+        if run.future is None:  # a blocking run: it ended before its cell did
+            return run.runner.results()
+        try:
+            return run.future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"the run is still going after {timeout} s: wait again, or stop it with "
+                "%wfy_cancel"
+            ) from None
+
     def run(self, names: Sequence[str] | None = None, *, max_workers: int | None = None
             ) -> RunResults:
         """Build and run to completion: the plain-Python path (no display)."""

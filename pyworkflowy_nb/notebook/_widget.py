@@ -28,22 +28,14 @@ Design decisions:
 from __future__ import annotations
 
 import contextvars
-import html
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._html import (
-    STATE_STYLES,
-    NodeSnapshot,
-    counts_html,
-    format_duration,
-    nodes_table_html,
-    snapshot_handles,
-)
-from . import _dot
+from .._html import NodeSnapshot, nodes_table_html, snapshot_handles
+from . import _dot, _static
 
 __all__ = ["RunnerWidget", "register_display", "watch"]
 
@@ -267,21 +259,10 @@ class RunnerWidget:
     # -- pieces of the picture ----------------------------------------------------------------
     def _header_html(self, nodes: tuple[NodeSnapshot, ...], now: float) -> str:
         running = self._is_running()
-        starts = [n.started_at for n in nodes if n.started_at is not None]
-        start = self._run_started if self._run_started is not None else min(starts, default=None)
-        if running or start is None:
-            end = now
-        elif self._run_finished is not None:
-            end = self._run_finished
-        else:
-            end = max((n.finished_at for n in nodes if n.finished_at is not None), default=now)
-        elapsed = format_duration(max(0.0, end - start)) if start is not None else "–"
+        elapsed = _static.run_span(nodes, now, running=running, started=self._run_started,
+                                   finished=self._run_finished)
         status = "running" if running else ("finished" if self._run_finished else "idle")
-        return (
-            f'<div class="wfy-header" data-status="{status}" style="font-size:13px">'
-            f"<b>{len(nodes)} tasks</b> · {status} · elapsed {elapsed}"
-            f'<div style="margin-top:3px">{counts_html(nodes)}</div></div>'
-        )
+        return _static.header_html(nodes, status, elapsed)
 
     def _graph_html(self, nodes: tuple[NodeSnapshot, ...]) -> str:
         if not nodes:
@@ -289,18 +270,9 @@ class RunnerWidget:
         source = _dot.build_dot(nodes, summarise_above=self._summarise_above)
         if source == self._last_source:
             return self._last_graph
-        try:
-            svg = _dot.render_svg(source)
-        except _dot.GraphvizNotFoundError as exc:
-            return _notice(f"No DAG picture: {exc}. The table below lists every task.")
-        except _dot.RenderError as exc:
-            return _notice(f"The DAG picture could not be drawn ({exc}); the table below lists "
-                           "every task.")
-        graph = (
-            '<div class="wfy-graph" style="overflow:auto;max-height:520px;max-width:100%">'
-            f"{svg}</div>"
-        )
-        self._last_source, self._last_graph = source, graph
+        graph, svg = _static.render_graph(source)
+        if svg is not None:  # a notice is not cached: the next redraw tries again
+            self._last_source, self._last_graph = source, graph
         return graph
 
     # -- public -------------------------------------------------------------------------------
@@ -349,14 +321,6 @@ class RunnerWidget:
 
     def __repr__(self) -> str:
         return f"<RunnerWidget of {self.runner!r}, {self.draw_count} draws>"
-
-
-def _notice(text: str) -> str:
-    style = STATE_STYLES["retrying"]
-    return (
-        f'<div class="wfy-notice" style="border-left:4px solid {style.fill};padding:4px 8px;'
-        f'margin:4px 0">{html.escape(text)}</div>'
-    )
 
 
 def watch(runner: Any, *, max_fps: float = 10.0) -> RunnerWidget:
