@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +26,7 @@ from .._arguments import MAX_WORKERS, MIN_INTERVAL, seconds_ok, seconds_range, s
 from ..exceptions import CheckpointError, DependencyFailedError
 from ._cells import check_name
 from ._loop import ParentPin
-from ._plan import SessionCycleError
+from ._plan import SessionCycleError, undefined_after
 from ._run_view import RunView, finish_view, show_run, watch_background
 from ._session import Run, Session
 from ._tables import table, timestamp
@@ -65,8 +66,34 @@ def cell_magic(fn: F) -> F:
 
 
 def parse_argstring(magic: Callable[..., Any], line: str) -> argparse.Namespace:
-    ns: argparse.Namespace = _ma.parse_argstring(magic, line)  # type: ignore[no-untyped-call]
+    try:
+        ns: argparse.Namespace = _ma.parse_argstring(magic, line)  # type: ignore[no-untyped-call]
+    except UsageError as exc:
+        raise UsageError(_explain_unrecognized(magic, str(exc))) from None
     return ns
+
+
+_UNRECOGNIZED = "unrecognized arguments: "
+
+
+def _explain_unrecognized(magic: Callable[..., Any], message: str) -> str:
+    """argparse's "unrecognized arguments" with the nearest option named, when there is one."""
+    if not message.startswith(_UNRECOGNIZED):
+        return message
+    name = getattr(magic, "__name__", "")
+    usage = f"%%{name}" if name == "task" else f"%{name}"
+    parser = getattr(magic, "parser", None)
+    known = sorted(o for o in getattr(parser, "_option_string_actions", {}) if o.startswith("--"))
+    words = message[len(_UNRECOGNIZED):].split()
+    for word in words:
+        if not word.startswith("-") or word in known:
+            continue
+        flag = word.split("=", 1)[0]
+        near = [o for o in known if o.startswith(flag)] or difflib.get_close_matches(
+            flag, known, n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]}? " if near else ""
+        return f"{usage} has no option {flag}: {hint}`{usage}?` lists the options"
+    return f"{usage}: {message} (`{usage}?` lists what it takes)"
 
 
 # -- argument types: argparse turns ArgumentTypeError into "argument --x: <message>" ------------
@@ -196,6 +223,8 @@ class WorkflowMagics(Magics):
                 args.name, cell, after=args.after, retries=args.retries, timeout=args.timeout,
                 backend=args.backend,
             )
+        for note in undefined_after(session.tasks, args.name):
+            print(f"wfy: warning: {note}", file=sys.stderr)
         if session.last_primed:
             print(f"wfy: restored {', '.join(session.last_primed)} from the checkpoint "
                   "(not run; the cell's code is unchanged)")
