@@ -43,6 +43,7 @@ __all__ = [
     "format_duration",
     "handle_html",
     "nodes_table_html",
+    "progress_text",
     "runner_html",
     "snapshot_handles",
     "state_of",
@@ -120,6 +121,8 @@ class NodeSnapshot:
     parents: tuple[str, ...]
     started_at: float | None = None
     finished_at: float | None = None
+    progress: float | None = None  # the latest update_progress() fraction, 0..1
+    progress_message: str | None = None
 
 
 def display_key(key: str) -> str:
@@ -150,6 +153,7 @@ def snapshot_handles(
             duration = max(0.0, now - started)
         else:
             duration = None
+        report = getattr(h, "progress", None)
         out.append(
             NodeSnapshot(
                 key=h.key,
@@ -161,9 +165,21 @@ def snapshot_handles(
                 parents=tuple(p.key for p in h.parents),
                 started_at=started,
                 finished_at=finished,
+                progress=None if report is None else report.fraction,
+                progress_message=None if report is None else report.message,
             )
         )
     return tuple(out)
+
+
+def progress_text(node: NodeSnapshot, limit: int = 40) -> str:
+    """``"42% · message"`` for a node that reported progress and is still going, else ``""``."""
+    if node.progress is None or node.state not in ("running", "retrying"):
+        return ""
+    text = f"{node.progress * 100:.0f}%"
+    if node.progress_message:
+        text += f" · {_truncate(node.progress_message, limit)}"
+    return text
 
 
 def format_duration(seconds: float | None) -> str:
@@ -220,7 +236,7 @@ def nodes_table_html(nodes: Sequence[NodeSnapshot], *, limit: int = TABLE_ROW_LI
         rows.append(
             f'<tr data-key="{html.escape(n.key)}">'
             f'<td style="{_CELL}"><code>{html.escape(display_key(n.key))}</code></td>'
-            f'<td style="{_CELL}">{_badge(n.state)}</td>'
+            f'<td style="{_CELL}">{_badge(n.state)} {html.escape(progress_text(n))}</td>'
             f'<td style="{_CELL}">{n.attempts}</td>'
             f'<td style="{_CELL}">{format_duration(n.duration)}</td>'
             f'<td style="{_CELL}">{error}</td></tr>'

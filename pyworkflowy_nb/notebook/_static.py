@@ -27,8 +27,10 @@ from .._html import (
     STATES,
     NodeSnapshot,
     counts_html,
+    display_key,
     format_duration,
     nodes_table_html,
+    progress_text,
 )
 from . import _dot
 
@@ -41,6 +43,7 @@ __all__ = [
     "outcome",
     "render_graph",
     "run_span",
+    "running_html",
     "static_bundle",
     "summary_text",
     "wrap_svg",
@@ -124,6 +127,30 @@ def details_html(nodes: Sequence[NodeSnapshot], *, open_rows: int = OPEN_TABLE_R
         f'<details class="wfy-details"{opened}><summary style="cursor:pointer">Details '
         f"({len(nodes)} tasks)</summary>{nodes_table_html(nodes)}</details>"
     )
+
+
+_RUNNING_SHOWN = 8
+
+
+def running_html(nodes: Sequence[NodeSnapshot]) -> str:
+    """One line naming the tasks in flight with their times and progress ("" when none)."""
+    going = [n for n in nodes if n.state in ("running", "retrying")]
+    if not going:
+        return ""
+    going.sort(key=lambda n: -(n.duration or 0.0))  # the longest-running first
+    parts = []
+    for n in going[:_RUNNING_SHOWN]:
+        glyph = STATE_STYLES[n.state].glyph
+        extra = progress_text(n)
+        parts.append(
+            f'<span class="wfy-running-task" data-key="{html.escape(n.key)}">{glyph} '
+            f"<code>{html.escape(display_key(n.key))}</code> {format_duration(n.duration)}"
+            f"{' · ' + html.escape(extra) if extra else ''}</span>"
+        )
+    more = len(going) - _RUNNING_SHOWN
+    if more > 0:
+        parts.append(f"<i>+{more} more</i>")
+    return f'<div class="wfy-clock" style="font-size:12px">{" · ".join(parts)}</div>'
 
 
 def outcome(nodes: Sequence[NodeSnapshot]) -> str:

@@ -15,8 +15,10 @@ Design decisions:
   context variables), so messages sent by the timer thread are filed under the right cell.
   Every frontend update goes through :meth:`RunnerWidget._push`, the one place to wrap if more
   routing is ever needed.
-- While a run goes on and nothing happens (one long task), a slow heartbeat redraws once a
-  second so elapsed times keep moving.
+- While a run goes on and nothing happens (one long task), a heartbeat ticks twice a second. A
+  tick sends only the header (elapsed time) and a small line of running tasks with their times
+  and progress; the graph is not laid out again. Node labels carry no running time for that
+  reason: the DOT source of a quiet run does not change, so neither does the picture.
 - Failure to draw the picture is never a traceback: without Graphviz's ``dot`` the view says how
   to install it and still shows the table; any other rendering error is reported in the view.
 - ipywidgets is imported when a view is built, not when this module is imported, so the
@@ -34,6 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .._context import start_timer
 from .._html import NodeSnapshot, nodes_table_html, snapshot_handles
 from . import _dot, _static
 
@@ -56,11 +59,7 @@ Scheduler = Callable[[float, Callable[[], None]], Cancellable]
 
 
 def _thread_timer(delay: float, callback: Callable[[], None]) -> Cancellable:
-    timer = threading.Timer(delay, callback)
-    timer.name = "wfy-widget-redraw"
-    timer.daemon = True
-    timer.start()
-    return timer
+    return start_timer(delay, callback, "wfy-widget-redraw")
 
 
 def _import_ipywidgets() -> Any:
@@ -89,7 +88,7 @@ class RunnerWidget:
         runner: Any,
         *,
         max_fps: float = 10.0,
-        heartbeat: float | None = 1.0,
+        heartbeat: float | None = 0.5,
         summarise_above: int = _dot.SUMMARY_THRESHOLD,
         clock: Callable[[], float] | None = None,
         scheduler: Scheduler | None = None,
@@ -136,14 +135,18 @@ class RunnerWidget:
         self._last_graph = ""
         #: How many times the view was drawn (tests and benchmarks read this).
         self.draw_count = 0
+        #: How many clock ticks (header and running times only) were sent.
+        self.tick_count = 0
 
         self._header = widgets.HTML(value="")
+        self._clock_line = widgets.HTML(value="")
         self._graph = widgets.HTML(value="")
         self._table = widgets.HTML(value="")
         details = widgets.Accordion(children=[self._table], selected_index=0)
         details.set_title(0, "Details")
         self.widget = widgets.VBox(
-            [self._header, self._graph, details], layout=widgets.Layout(width="100%")
+            [self._header, self._clock_line, self._graph, details],
+            layout=widgets.Layout(width="100%")
         )
         self.widget.add_class("wfy-runner-widget")
 
@@ -193,18 +196,22 @@ class RunnerWidget:
 
     # -- redrawing (timer thread) -------------------------------------------------------------
     def _fire(self, generation: int | None, beat: bool = False) -> None:
-        """Draw if anything changed; *generation* is the timer's, None for a direct call."""
+        """Draw if anything changed; *generation* is the timer's, None for a direct call.
+
+        A heartbeat with nothing changed only ticks the clocks (header and running times):
+        the graph and the table are left alone.
+        """
+        tick_only = False
         with self._lock:
             if generation is not None:
                 if generation != self._generation or self._timer is None:
                     return  # cancelled, or replaced by a newer timer
                 self._timer = None
-                if beat:
-                    self._dirty = True
+                tick_only = beat and not self._dirty
             if self._closed or self._drawing:
                 return  # the redraw in progress reschedules if anything is left
             self._due = False
-            if not self._dirty:
+            if not (self._dirty or tick_only):
                 self._idle.notify_all()
                 return
             self._due = True
@@ -212,7 +219,10 @@ class RunnerWidget:
             self._drawing = True
             self._last_draw = self._clock()
         try:
-            self._redraw()
+            if tick_only:
+                self._tick()
+            else:
+                self._redraw()
         except Exception:  # a view must never break anything; leave a trace in the log
             logger.exception("the live view failed to redraw")
         finally:
@@ -247,14 +257,27 @@ class RunnerWidget:
         graph = self._graph_html(nodes)
         table = nodes_table_html(nodes)
         self.draw_count += 1
+        self._clock_line.value = _static.running_html(nodes)
         self._push(graph, header, table)
 
+    def _tick(self) -> None:
+        """Move the clocks on: the header's elapsed time and the running tasks' times."""
+        now = time.time()
+        nodes = snapshot_handles(self.runner.handles, now=now)
+        self.tick_count += 1
+        self._push_tick(self._header_html(nodes, now), _static.running_html(nodes))
+
     def _push(self, graph: str, header: str, table: str) -> None:
-        """Send a redraw to the frontend: the single place where widget values change."""
+        """Send a redraw to the frontend: the single place where the picture changes."""
         # ipywidgets only sends a trait whose value changed, so unchanged parts cost nothing.
         self._header.value = header
         self._graph.value = graph
         self._table.value = table
+
+    def _push_tick(self, header: str, clock: str) -> None:
+        """Send a clock tick: two small HTML values, never the graph."""
+        self._header.value = header
+        self._clock_line.value = clock
 
     # -- pieces of the picture ----------------------------------------------------------------
     def _header_html(self, nodes: tuple[NodeSnapshot, ...], now: float) -> str:
