@@ -223,8 +223,13 @@ _TABLE_STYLE = "border-collapse:collapse;font-size:12px;text-align:left"
 _CELL = "padding:1px 6px;border-bottom:1px solid #e0e0e0;text-align:left;vertical-align:top"
 
 
-def nodes_table_html(nodes: Sequence[NodeSnapshot], *, limit: int = TABLE_ROW_LIMIT) -> str:
-    """A table of task, state, attempts, duration and error, interesting rows first."""
+def nodes_table_html(nodes: Sequence[NodeSnapshot], *, limit: int = TABLE_ROW_LIMIT,
+                     running_times: bool = True) -> str:
+    """A table of task, state, attempts, duration and error, interesting rows first.
+
+    ``running_times=False`` leaves the duration of unfinished tasks blank, for a view that
+    shows them elsewhere and does not want to resend the table every tick.
+    """
     if limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit!r}")
     ordered = sorted(
@@ -233,12 +238,13 @@ def nodes_table_html(nodes: Sequence[NodeSnapshot], *, limit: int = TABLE_ROW_LI
     rows = []
     for _, n in ordered[:limit]:
         error = html.escape(_truncate(n.error, _ERROR_CHARS)) if n.error else ""
+        took = n.duration if running_times or n.finished_at is not None else None
         rows.append(
             f'<tr data-key="{html.escape(n.key)}">'
             f'<td style="{_CELL}"><code>{html.escape(display_key(n.key))}</code></td>'
             f'<td style="{_CELL}">{_badge(n.state)} {html.escape(progress_text(n))}</td>'
             f'<td style="{_CELL}">{n.attempts}</td>'
-            f'<td style="{_CELL}">{format_duration(n.duration)}</td>'
+            f'<td style="{_CELL}">{format_duration(took)}</td>'
             f'<td style="{_CELL}">{error}</td></tr>'
         )
     more = len(nodes) - min(len(nodes), limit)

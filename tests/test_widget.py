@@ -711,3 +711,27 @@ def test_watch_displays_and_returns_the_view(capsys: pytest.CaptureFixture[str])
     assert isinstance(w, RunnerWidget) and w.max_fps == 5
     assert "<RunnerWidget of <TaskRunner" in capsys.readouterr().out  # plain Python prints it
     w.close()
+
+
+def test_a_large_run_folds_the_details_and_the_graph_fits_the_width(
+    fake: tuple[FakeClock, FakeScheduler]
+) -> None:
+    from pyworkflowy_nb.notebook._static import OPEN_TABLE_ROWS
+
+    small = TaskRunner()
+    small.submit(one)
+    assert make_widget(small, fake)._details.selected_index == 0  # a small run: open
+    runner = TaskRunner()
+    for _ in range(OPEN_TABLE_ROWS + 1):
+        runner.submit(one)
+    w = make_widget(runner, fake)
+    assert w._details.selected_index is None
+    growing = TaskRunner()
+    w = make_widget(growing, fake, heartbeat=None)
+    assert w._details.selected_index == 0
+    for _ in range(OPEN_TABLE_ROWS + 1):
+        growing.submit(one)
+    w.refresh()
+    assert w._details.selected_index is None  # folded once it grew past the limit
+    if _dot.find_dot() is not None:
+        assert '<svg style="max-width:100%;height:auto" ' in w._graph.value

@@ -23,6 +23,9 @@ Design decisions:
   to install it and still shows the table; any other rendering error is reported in the view.
 - ipywidgets is imported when a view is built, not when this module is imported, so the
   notebook layer loads without it and the install hint comes exactly when it is needed.
+- The picture never makes the output wider than the page: the SVG scales down to the output's
+  width and a tall graph scrolls in its own box. Past a few dozen tasks the details table
+  starts folded (failures and running tasks first when it is opened).
 - The clock and the timer are injectable, so tests count redraws against a fake clock instead
   of measuring wall time.
 """
@@ -142,8 +145,12 @@ class RunnerWidget:
         self._clock_line = widgets.HTML(value="")
         self._graph = widgets.HTML(value="")
         self._table = widgets.HTML(value="")
-        details = widgets.Accordion(children=[self._table], selected_index=0)
+        # Folded from the start for a large run: a few hundred rows would bury the picture.
+        self._folded = len(runner.handles) > _static.OPEN_TABLE_ROWS
+        details = widgets.Accordion(children=[self._table],
+                                    selected_index=None if self._folded else 0)
         details.set_title(0, "Details")
+        self._details = details
         self.widget = widgets.VBox(
             [self._header, self._clock_line, self._graph, details],
             layout=widgets.Layout(width="100%")
@@ -255,7 +262,10 @@ class RunnerWidget:
         nodes = snapshot_handles(self.runner.handles, now=now)
         header = self._header_html(nodes, now)
         graph = self._graph_html(nodes)
-        table = nodes_table_html(nodes)
+        table = nodes_table_html(nodes, running_times=False)  # the clock line has those
+        if not self._folded and len(nodes) > _static.OPEN_TABLE_ROWS:
+            self._folded = True  # once: a user who opens it again keeps it open
+            self._details.selected_index = None
         self.draw_count += 1
         self._clock_line.value = _static.running_html(nodes)
         self._push(graph, header, table)
