@@ -152,7 +152,8 @@ class RunnerWidget:
         details.set_title(0, "Details")
         self._details = details
         self.widget = widgets.VBox(
-            [self._header, self._clock_line, self._graph, details],
+            # The clock line goes after the graph: children 0 and 1 stay header and graph.
+            [self._header, self._graph, self._clock_line, details],
             layout=widgets.Layout(width="100%")
         )
         self.widget.add_class("wfy-runner-widget")
