@@ -694,7 +694,7 @@ def test_register_display_makes_runners_show_the_widget() -> None:
     assert register_display(shell) is True
     data, _ = shell.display_formatter.format(runner)
     assert "application/vnd.jupyter.widget-view+json" in data
-    assert data["text/plain"].startswith("RunnerWidget(<TaskRunner")
+    assert data["text/plain"].startswith("Live view of a TaskRunner")  # never a stale repr
     assert "TaskRunner" in data["text/html"]  # the table stays for frontends without widgets
 
 

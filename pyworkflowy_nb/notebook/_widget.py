@@ -350,7 +350,9 @@ class RunnerWidget:
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = self.widget._repr_mimebundle_(**kwargs)
         if isinstance(bundle, dict):
-            bundle["text/plain"] = f"RunnerWidget({self.runner!r})"
+            # Not the runner's repr: saved with the notebook, its "N pending" would go stale.
+            bundle["text/plain"] = ("Live view of a TaskRunner (a widget, shown while its "
+                                     "kernel runs)")
         return bundle
 
     def __repr__(self) -> str:
