@@ -88,6 +88,7 @@ def test_a_failed_blocking_run_ends_as_a_static_picture(kernel: Kernel) -> None:
     assert _fill(page, "explode") == STATE_STYLES["failed"].fill
     assert _fill(page, "report") == STATE_STYLES["failed"].fill  # its dependency failed
     assert "on purpose" in page  # the details table names the error
+    assert 'class="wfy-timeline-row" data-key="explode" data-state="failed"' in page
     plain = data["text/plain"]
     assert plain.startswith("wfy run failed: 3 tasks") and "1 completed" in plain
     assert "2 failed" in plain

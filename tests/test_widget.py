@@ -485,6 +485,10 @@ def test_progress_shows_on_the_node_and_in_the_clock_line(
         future.result(HANG_GUARD)
     scheduler.advance(1.0)
     assert "42%" not in w._graph.value  # a finished node shows its time, not its progress
+    # The timeline tab has the task's row, from the events.
+    assert w._views.children[1] is w._timeline
+    assert 'class="wfy-timeline-row" data-key="train" data-state="completed"' in w.timeline_html()
+    assert 'data-key="train"' in w._timeline.value
     w.close()
 
 

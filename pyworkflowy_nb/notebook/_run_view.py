@@ -62,7 +62,9 @@ class RunView:
         extra = ""
         timeline = getattr(widget, "timeline_html", None)
         if callable(timeline):
-            extra = str(timeline())
+            opened = " open" if len(nodes) <= _static.OPEN_TABLE_ROWS else ""
+            extra = (f'<details class="wfy-timeline-box"{opened}><summary style="cursor:pointer">'
+                     f"Timeline</summary>{timeline()}</details>")
         return _static.static_bundle(nodes, elapsed=elapsed, extra_html=extra)
 
     def finish(self, *, resend: bool = False) -> None:

@@ -180,8 +180,8 @@ def static_bundle(nodes: Sequence[NodeSnapshot], *, elapsed: float | None,
     graph, svg = graph_html(nodes, summarise_above=summarise_above)
     body = (
         f'<div class="wfy-run-static" data-status="{status}" style="width:100%">'
-        f"{header_html(nodes, 'run ' + status, elapsed)}{graph}{extra_html}"
-        f"{details_html(nodes)}</div>"
+        f"{header_html(nodes, 'run ' + status, elapsed)}{graph}"
+        f"{details_html(nodes)}{extra_html}</div>"
     )
     bundle = {"text/html": body, "text/plain": summary_text(nodes, elapsed)}
     if svg is not None:

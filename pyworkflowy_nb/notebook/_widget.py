@@ -23,6 +23,8 @@ Design decisions:
   to install it and still shows the table; any other rendering error is reported in the view.
 - ipywidgets is imported when a view is built, not when this module is imported, so the
   notebook layer loads without it and the install hint comes exactly when it is needed.
+- The graph and the run's timeline (``_timeline``) are two tabs of one box, so the timeline
+  costs no space until it is asked for.
 - The picture never makes the output wider than the page: the SVG scales down to the output's
   width and a tall graph scrolls in its own box. Past a few dozen tasks the details table
   starts folded (failures and running tasks first when it is opened).
@@ -42,6 +44,7 @@ from typing import Any, Protocol
 from .._context import start_timer
 from .._html import NodeSnapshot, nodes_table_html, snapshot_handles
 from . import _dot, _static
+from ._timeline import TimelineRecorder, timeline_svg
 
 __all__ = ["RunnerWidget", "register_display", "watch"]
 
@@ -144,6 +147,11 @@ class RunnerWidget:
         self._header = widgets.HTML(value="")
         self._clock_line = widgets.HTML(value="")
         self._graph = widgets.HTML(value="")
+        self._timeline = widgets.HTML(value="")
+        self._recorder = TimelineRecorder(runner)
+        self._views = widgets.Tab(children=[self._graph, self._timeline], selected_index=0)
+        self._views.set_title(0, "Graph")
+        self._views.set_title(1, "Timeline")
         self._table = widgets.HTML(value="")
         # Folded from the start for a large run: a few hundred rows would bury the picture.
         self._folded = len(runner.handles) > _static.OPEN_TABLE_ROWS
@@ -152,8 +160,7 @@ class RunnerWidget:
         details.set_title(0, "Details")
         self._details = details
         self.widget = widgets.VBox(
-            # The clock line goes after the graph: children 0 and 1 stay header and graph.
-            [self._header, self._graph, self._clock_line, details],
+            [self._header, self._views, self._clock_line, details],
             layout=widgets.Layout(width="100%")
         )
         self.widget.add_class("wfy-runner-widget")
@@ -269,6 +276,7 @@ class RunnerWidget:
             self._details.selected_index = None
         self.draw_count += 1
         self._clock_line.value = _static.running_html(nodes)
+        self._timeline.value = self.timeline_html()
         self._push(graph, header, table)
 
     def _tick(self) -> None:
@@ -276,6 +284,8 @@ class RunnerWidget:
         now = time.time()
         nodes = snapshot_handles(self.runner.handles, now=now)
         self.tick_count += 1
+        if self._views.selected_index == 1:  # the running bars grow; only when looked at
+            self._timeline.value = self.timeline_html()
         self._push_tick(self._header_html(nodes, now), _static.running_html(nodes))
 
     def _push(self, graph: str, header: str, table: str) -> None:
@@ -342,10 +352,20 @@ class RunnerWidget:
         unsubscribe, self._unsubscribe = self._unsubscribe, None
         if unsubscribe is not None:
             unsubscribe()
+        self._recorder.close()
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def graph_html(self) -> str:
+        """The graph as last drawn: HTML around the Graphviz SVG (or a notice without dot)."""
+        return str(self._graph.value)
+
+    def timeline_html(self) -> str:
+        """The run's timeline now: one row per task, its waits and attempts (an SVG)."""
+        return timeline_svg(self._recorder.rows())
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = self.widget._repr_mimebundle_(**kwargs)
