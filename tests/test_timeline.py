@@ -62,6 +62,19 @@ def test_attempts_retry_waits_and_waits_for_dependencies_are_rows_of_segments() 
             assert first.end <= second.start + 1e-9
 
 
+def test_tasks_submitted_before_the_recorder_wait_from_its_start() -> None:
+    with TaskRunner(on_task_error="continue") as runner:
+        bad = runner.submit(broken, task_key="broken")
+        runner.submit(after, depends_on=[bad], task_key="never")  # fails without starting
+        recorder = TimelineRecorder(runner)
+        runner.run()
+        rows = {r.key: r for r in recorder.rows()}
+        recorder.close()
+    assert [s.kind for s in rows["never"].segments] == ["wait"]
+    assert rows["never"].state == "failed"
+    assert 'data-key="never"' in timeline_svg(list(rows.values()))
+
+
 def test_a_recorder_attached_late_uses_the_handles_times() -> None:
     with TaskRunner() as runner:
         h = runner.submit(after, task_key="late")

@@ -67,6 +67,14 @@ class TimelineRecorder:
         self._lock = threading.Lock()
         self._events: dict[str, list[tuple[float, str, int]]] = {}
         self._unsubscribe: Callable[[], None] | None = runner.subscribe(self._record)
+        # Tasks submitted before the recorder (``%wfy_run`` submits, then shows the view) have
+        # been waiting since at least now: without this a task that never starts (failed or
+        # skipped because of a dependency) would have no row at all.
+        attached = self._clock()
+        with self._lock:
+            for h in runner.handles:
+                if h.started_at is None and h.key not in self._events:
+                    self._events[h.key] = [(attached, "submitted", 0)]
 
     def _record(self, event: Any) -> None:
         handle = event.handle
