@@ -197,10 +197,10 @@ class WorkflowMagics(Magics):
     @argument("--retries", type=_whole, default=0, help="extra attempts after a failure")
     @argument("--timeout", type=_seconds, default=None, help="seconds allowed per attempt")
     @argument(
-        "--backend", default=None, metavar="{thread,asyncio,process}",
+        "--backend", default=None, metavar="{thread,asyncio,process,dask}",
         help="where the cell runs: 'thread' (default), 'asyncio' (default when the cell uses "
-        "await), or 'process' (a worker process; the cell and the values it uses are sent "
-        "with cloudpickle)",
+        "await), 'process' (a worker process) or 'dask' (a Dask cluster: see %%wfy_config "
+        "--dask); for the last two the cell and the values it uses are sent with cloudpickle",
     )
     @cell_magic
     def task(self, line: str, cell: str | None = None) -> None:
@@ -427,6 +427,9 @@ class WorkflowMagics(Magics):
               help="checkpoint to .wfy/<notebook>.ckpt beside the notebook (the default)")
     @argument("--max-workers", type=_positive_int, default=None, metavar="N",
               help="default number of tasks running at once for %%wfy_run")
+    @argument("--dask", metavar="ADDRESS", default=None,
+              help="run --backend dask cells on the Dask scheduler at ADDRESS (default: the "
+              "distributed.Client made in the notebook)")
     @line_magic
     def wfy_config(self, line: str) -> None:
         """Show or change the session's settings (checkpoint file, default max workers)."""
@@ -445,6 +448,8 @@ class WorkflowMagics(Magics):
             session.configure_checkpoint(True)
         if args.max_workers is not None:
             session.max_workers = args.max_workers
+        if args.dask is not None:
+            session.dask.configure(_unquote(args.dask))
         for text in session.describe_config():
             print(f"wfy: {text}")
 

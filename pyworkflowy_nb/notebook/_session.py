@@ -62,6 +62,7 @@ from ._cells import (
 from ._checkpoint_file import CheckpointFile, Preloaded, is_kernel_shell
 from ._checkpoint_file import default_checkpoint_path as default_checkpoint_path
 from ._checkpoint_file import notebook_path as notebook_path
+from ._dask_cells import DaskLane
 from ._plan import SessionCycleError as SessionCycleError
 from ._plan import downstream, find_cycle, unknown_task, upstream_defined
 from ._plan import plan as plan_cells
@@ -139,6 +140,8 @@ class Session:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._old_runners: list[TaskRunner] = []
         self.schedules = ScheduleBook(self)
+        #: Where ``--backend dask`` cells run (``%wfy_config --dask ADDRESS``).
+        self.dask = DaskLane()
         #: Tasks the latest ``define`` restored from the checkpoint into the namespace.
         self.last_primed: list[str] = []
 
@@ -270,7 +273,7 @@ class Session:
             node = Task(
                 self._make_body(cell, upstream),
                 name=cell.name,
-                backend="asyncio" if cell.backend == "process" else cell.backend,
+                backend="asyncio" if cell.backend in ("process", "dask") else cell.backend,
                 retries=cell.retries,
                 timeout=cell.timeout,
                 version=self.effective_version(cell),
@@ -326,8 +329,8 @@ class Session:
             return g
 
         fn: Callable[[], Any]
-        if cell.backend == "process":
-            pool = self._process_pool
+        if cell.backend in ("process", "dask"):
+            pool = self._process_pool if cell.backend == "process" else self.dask.executor
 
             async def run_process_cell() -> Any:
                 return await run_in_worker(pool, cell, namespace())
@@ -452,6 +455,7 @@ class Session:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        self.dask.close()
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -539,6 +543,9 @@ class Session:
             lines.append(f"checkpoint: {path}{state}")
         if self.max_workers is not None:
             lines.append(f"max workers: {self.max_workers}")
+        dask = self.dask.describe()
+        if dask is not None:
+            lines.append(dask)
         if nest_asyncio_enabled():
             lines.append("loop mode: nest_asyncio (runs happen on the kernel's own loop)")
         return lines
