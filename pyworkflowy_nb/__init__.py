@@ -3,6 +3,10 @@
 The engine (everything importable from here) uses only the standard library. The notebook
 layer (``pyworkflowy_nb.notebook``: magics, the live widget, cloudpickle checkpoints) is
 imported only when asked for, e.g. by ``%load_ext pyworkflowy_nb``.
+
+Everything pyWorkflowy 0.1.0 exports at its top level is here under the same name (the seven
+exceptions too, and its Literal type aliases), so ``import pyworkflowy_nb as pyworkflowy``
+serves code written for it.
 """
 
 from __future__ import annotations
@@ -22,28 +26,48 @@ from ._handle import RunResults as RunResults
 from ._handle import TaskHandle as TaskHandle
 from ._handle import TaskResult as TaskResult
 from ._handle import TaskStatus as TaskStatus
+from ._policy import Backend as Backend
+from ._policy import Backoff as Backoff
+from ._policy import DepFailurePolicy as DepFailurePolicy
 from ._run import TaskRunner as TaskRunner
 from ._task import Task as Task
 from ._task import TaskBase as TaskBase
 from ._task import task as task
+from .exceptions import CheckpointError as CheckpointError
+from .exceptions import CycleError as CycleError
+from .exceptions import DependencyFailedError as DependencyFailedError
+from .exceptions import RetryExhaustedError as RetryExhaustedError
+from .exceptions import TaskCancelledError as TaskCancelledError
+from .exceptions import TaskError as TaskError
+from .exceptions import TaskTimeoutError as TaskTimeoutError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backend",
+    "Backoff",
+    "CheckpointError",
     "Checkpointer",
+    "CycleError",
+    "DepFailurePolicy",
+    "DependencyFailedError",
     "EventLog",
     "FileCheckpointer",
     "JSONCheckpointer",
     "PickleCheckpointer",
+    "RetryExhaustedError",
     "RunResults",
     "Task",
     "TaskBase",
+    "TaskCancelledError",
     "TaskContext",
+    "TaskError",
     "TaskEvent",
     "TaskHandle",
     "TaskResult",
     "TaskRunner",
     "TaskStatus",
+    "TaskTimeoutError",
     "current_task",
     "get_current_runner",
     "load_ipython_extension",

@@ -10,17 +10,22 @@ Design decisions
   jumps at a daylight-saving change. Pass ``tz=`` to pin a zone.
 * :class:`FakeClock` keeps whatever kind of datetime it starts with: naive stays naive (plain
   wall-clock arithmetic), aware stays aware and advances in absolute time.
+* pyWorkflowy 0.1.0 took a clock as a zero-argument callable returning epoch seconds
+  (``time.time`` or a test's counter). :class:`EpochClock` wraps one into a :class:`Clock`; its
+  readings are aware, in the same zone :class:`SystemClock` would use, so such a clock behaves
+  exactly like the real one.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+__all__ = ["Clock", "EpochClock", "FakeClock", "SystemClock"]
 
 
 @runtime_checkable
@@ -69,6 +74,32 @@ class SystemClock:
 
     def __repr__(self) -> str:
         return f"SystemClock(tz={self._tz!r})"
+
+
+class EpochClock:
+    """A :class:`Clock` over a zero-argument callable returning epoch seconds (0.1.0's clocks).
+
+    ``tz=None`` means the machine's local zone, as for :class:`SystemClock`.
+    """
+
+    def __init__(self, read: Callable[[], float], tz: tzinfo | None = None) -> None:
+        if not callable(read):
+            raise TypeError(f"EpochClock needs a callable returning epoch seconds, got {read!r}")
+        self._read = read
+        self._tz = tz if tz is not None else _local_zone()
+
+    def now(self) -> datetime:
+        seconds = self._read()
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise TypeError(
+                f"the scheduler's clock {self._read!r} returned {seconds!r}; it must return "
+                "epoch seconds as a number, like time.time()")
+        if self._tz is None:
+            return datetime.fromtimestamp(seconds, UTC).astimezone()
+        return datetime.fromtimestamp(seconds, self._tz)
+
+    def __repr__(self) -> str:
+        return f"EpochClock({self._read!r})"
 
 
 def _as_timedelta(amount: float | timedelta) -> timedelta:

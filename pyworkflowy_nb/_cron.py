@@ -173,7 +173,7 @@ def parse_cron(expr: str) -> CronExpression:
     parts = text.split()
     if len(parts) != len(_FIELDS):
         raise ValueError(
-            f"cron expression {source!r} has {len(parts)} field(s); expected 5: "
+            f"cron expression {source!r} has {len(parts)} field(s); expected 5 fields: "
             "minute hour day-of-month month day-of-week (or an alias such as '@daily')"
         )
     minutes, hours, days, months, weekdays = (
@@ -208,7 +208,10 @@ def _next_in(values: tuple[int, ...], at_least: int) -> int | None:
 class CronExpression:
     """A parsed cron expression; build one with :func:`parse_cron`.
 
-    The value tuples are sorted; ``weekdays`` uses 0 = Sunday .. 6 = Saturday.
+    The value tuples (``minutes`` .. ``weekdays``) are sorted. The same values as frozensets,
+    under pyWorkflowy 0.1.0's names, are ``minute``, ``hour``, ``day_of_month``, ``month`` and
+    ``day_of_week`` (0 = Sunday .. 6 = Saturday). Unlike 0.1.0, which required both day fields
+    to match, a day matches when either restricted day field does (standard cron).
     """
 
     source: str
@@ -220,16 +223,20 @@ class CronExpression:
     dom_restricted: bool
     dow_restricted: bool
 
-    # Derived once (next_after() runs on every firing of every cron job); plain sets, so the
-    # expression still pickles.
-    _day_set: frozenset[int] = field(init=False, repr=False, compare=False)
-    _weekday_set: frozenset[int] = field(init=False, repr=False, compare=False)
-    _month_set: frozenset[int] = field(init=False, repr=False, compare=False)
+    # Derived once (next_after() runs on every firing of every cron job, and these are what it
+    # tests membership in); frozensets, so the expression still pickles.
+    minute: frozenset[int] = field(init=False, repr=False, compare=False)
+    hour: frozenset[int] = field(init=False, repr=False, compare=False)
+    day_of_month: frozenset[int] = field(init=False, repr=False, compare=False)
+    month: frozenset[int] = field(init=False, repr=False, compare=False)
+    day_of_week: frozenset[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_day_set", frozenset(self.days))
-        object.__setattr__(self, "_weekday_set", frozenset(self.weekdays))
-        object.__setattr__(self, "_month_set", frozenset(self.months))
+        object.__setattr__(self, "minute", frozenset(self.minutes))
+        object.__setattr__(self, "hour", frozenset(self.hours))
+        object.__setattr__(self, "day_of_month", frozenset(self.days))
+        object.__setattr__(self, "month", frozenset(self.months))
+        object.__setattr__(self, "day_of_week", frozenset(self.weekdays))
 
     def __str__(self) -> str:
         return self.source
@@ -237,8 +244,9 @@ class CronExpression:
     def _day_ok(self, day: int, weekday: int) -> bool:
         """The day-of-month / day-of-week rule (OR when both restrict; see the module doc)."""
         if self.dom_restricted:
-            return day in self._day_set or (self.dow_restricted and weekday in self._weekday_set)
-        return not self.dow_restricted or weekday in self._weekday_set
+            return day in self.day_of_month or (self.dow_restricted
+                                                and weekday in self.day_of_week)
+        return not self.dow_restricted or weekday in self.day_of_week
 
     def matches(self, dt: datetime) -> bool:
         """True when the wall-clock minute of ``dt`` (seconds ignored) is one this expression names.
@@ -281,7 +289,7 @@ class CronExpression:
 
     def _next_wall(self, start: datetime) -> datetime:
         """The first matching naive wall time at or after ``start`` (already minute-aligned)."""
-        day_ok, months = self._day_ok, self._month_set
+        day_ok, months = self._day_ok, self.month
         year, month, day = start.year, start.month, start.day
         hour, minute = start.hour, start.minute
         # A valid expression fires at least once every eight years (Feb 29 across 2100 is the

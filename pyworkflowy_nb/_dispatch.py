@@ -7,12 +7,19 @@ parents mean nothing ever rescans all handles. Sync tasks on the asyncio lane ru
 loop (no asyncio.Task per call), which is what makes 100,000 small tasks cheap; the loop is
 yielded every few milliseconds so timers, cancellations and cross-thread submissions still get
 through.
+
+With a file checkpointer, a completed attempt is not settled at once: it waits in ``commits``
+until the end of the dispatcher's pass, when :meth:`Dispatcher.commit` appends the whole group
+to the journal with one write and only then settles it (status, waiters, children, the run's
+end). So no dependent starts, and nobody sees the completion, before its record is with the
+operating system, while a pass of many small tasks still costs one write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import logging
 import random
@@ -41,6 +48,7 @@ __all__ = ["Dispatcher", "Run"]
 logger = logging.getLogger("pyworkflowy_nb")
 
 _PENDING = TaskStatus.PENDING
+_READY = TaskStatus.READY
 _RUNNING = TaskStatus.RUNNING
 _RETRYING = TaskStatus.RETRYING
 _COMPLETED = TaskStatus.COMPLETED
@@ -144,9 +152,15 @@ class Dispatcher:
         self.unfinished = 0
         self.run: Run | None = None
         self.rng = random.Random()
+        writer = runner._writer
+        self.durable = writer is not None and writer.durable
+        # Completed attempts waiting for their group's journal write: (handle, attempt, value).
+        self.commits: list[tuple[TaskHandle[Any], int, Any]] = []
 
     # -- queueing --------------------------------------------------------------------------------
     def push_ready(self, h: TaskHandle[Any]) -> None:
+        if h.status is _PENDING:
+            h.status = _READY  # a retry stays RETRYING while it waits for its slot
         self.queues[lane_of(h)].push(h)
         self.wake()
 
@@ -184,7 +198,7 @@ class Dispatcher:
             if best is None:
                 break
             h = best.pop()
-            if (h.status is not _PENDING and h.status is not _RETRYING) or h._waiting:
+            if (h.status is not _READY and h.status is not _RETRYING) or h._waiting:
                 continue  # cancelled while queued, or given a new dependency since
             h.status = _RUNNING
             inflight[best_lane] += 1
@@ -203,9 +217,13 @@ class Dispatcher:
         lock = self.lock
         next_yield = time.perf_counter() + _YIELD_EVERY
         while True:
+            if self.commits:
+                self.commit()
             with lock:
                 batch = self.take()
                 if not batch:
+                    if self.commits:  # completions that arrived since: commit them first
+                        continue
                     if self.unfinished <= 0:
                         # Ending the run under the lock that submit() takes: a submission
                         # either lands before this (and runs now) or sees no run (and waits
@@ -340,7 +358,7 @@ class Dispatcher:
         return TaskTimeoutError(
             f"task {h.key!r} attempt {attempt} exceeded its timeout of {timeout:g} s "
             "(timeouts are not retried; raise timeout= if the work needs longer)",
-            task=h.key, timeout=timeout, attempts=attempt)
+            task=h.key, timeout=timeout, attempts=attempt, elapsed=timeout)
 
     async def _run_coroutine(self, h: TaskHandle[Any], ctx: TaskContext, attempt: int) -> None:
         _current_task.set(ctx)  # this asyncio.Task runs in its own copy of the context
@@ -389,6 +407,8 @@ class Dispatcher:
                     self.settle(h, _CANCELLED, None, TaskCancelledError(
                         f"task {h.key!r} stopped after a cancel request", task=h.key,
                         result=value))
+                elif self.durable:
+                    self.commits.append((h, attempt, value))  # settled by commit()
                 else:
                     self.settle(h, _COMPLETED, value, None)
                 return
@@ -426,9 +446,43 @@ class Dispatcher:
             if h.status is _RETRYING:
                 self.push_ready(h)
 
+    def commit(self) -> None:
+        """Journal the waiting completions with one write, then settle them."""
+        writer = self.runner._writer
+        assert writer is not None
+        with self.lock:
+            group, self.commits = self.commits, []
+            live: list[tuple[TaskHandle[Any], Any]] = []
+            for h, attempt, value in group:
+                if h.attempts != attempt or h.status is not _RUNNING:
+                    continue  # timed out, or cancelled and settled, while it waited
+                ctx = h._ctx
+                if ctx is not None and ctx._cancelled:
+                    self.settle(h, _CANCELLED, None, TaskCancelledError(
+                        f"task {h.key!r} stopped after a cancel request", task=h.key,
+                        result=value))
+                    continue
+                live.append((h, value))
+            if not live:
+                return
+            now = time.time()
+            record_of = self.runner._record_of
+            records = []
+            for h, value in live:
+                h._value = value
+                h.finished_at = now
+                records.append(record_of(h, _COMPLETED))
+            writer.commit(records)
+            for h, value in live:
+                self.settle(h, _COMPLETED, value, None, now)
+
     def settle(self, h: TaskHandle[Any], status: TaskStatus, value: Any,
-               error: BaseException | None) -> None:
-        """Make ``h`` terminal and carry the consequences to its children (lock held)."""
+               error: BaseException | None, committed_at: float | None = None) -> None:
+        """Make ``h`` terminal and carry the consequences to its children (lock held).
+
+        ``committed_at``: ``h`` completed and its record is already in the journal, written
+        at that time.
+        """
         runner = self.runner
         bus = self.bus
         writer = runner._writer
@@ -441,7 +495,9 @@ class Dispatcher:
             x.status = st
             x._value = val
             x._exception = err
-            x.finished_at = time.time()
+            stamp = committed_at if x is h else None
+            recorded = stamp is not None
+            x.finished_at = stamp if stamp is not None else time.time()
             x._inflight = None
             self.unfinished -= 1
             waiters = x._waiters
@@ -451,8 +507,8 @@ class Dispatcher:
                     wake()
             if bus.active:
                 bus.emit(st._value_, x, x.attempts, err, x.finished_at)
-            if writer is not None:
-                writer.record(runner._record_of(x))
+            if writer is not None and not recorded:
+                writer.ended(functools.partial(runner._record_of, x))
             if st is _FAILED and not isinstance(err, DependencyFailedError):
                 origin_failure = origin_failure or err
                 if runner.on_task_error == "log":
@@ -488,6 +544,8 @@ class Dispatcher:
             status = h.status
             if status in _TERMINAL:
                 return False
+            if reason is None and h._ctx is not None and h._ctx._cancelled:
+                return False  # already asked to stop (a cooperative body is winding down)
             if h._ctx is None:  # not launched yet: the flag must still reach the body later
                 h._ctx = TaskContext(h.name, h.key, h.attempts, self.runner)
             h._ctx.request_cancel()
@@ -510,6 +568,8 @@ class Dispatcher:
 
     def abort(self, reason: str) -> None:
         """Cancel every unfinished handle, settling them now (lock held)."""
+        if self.commits:
+            self.commit()  # those did complete: they end completed, not cancelled
         for h in list(self.runner._handles.values()):
             if h.status not in _TERMINAL:
                 self.cancel(h, reason)

@@ -41,8 +41,8 @@ def check_parents(runner: TaskRunner, depends_on: Iterable[Any] | None,
                 f"returns), got {dep!r} ({type(dep).__name__})")
         if dep.runner is not runner:
             raise ValueError(
-                f"depends_on for {task_name!r} holds {dep.key!r}, a handle of another runner: "
-                "submit both tasks to the same TaskRunner")
+                f"depends_on for {task_name!r} holds {dep.key!r}, a handle of a different "
+                "runner: submit both tasks to the same TaskRunner")
         if id(dep) not in seen:  # a repeated parent is one edge, not two
             seen.add(id(dep))
             unique.append(dep)
@@ -95,6 +95,8 @@ def add_dependency(handle: TaskHandle[Any], parent: TaskHandle[Any]) -> None:
     handle.parents = (*handle.parents, parent)
     if not parent.status.terminal:
         handle._waiting += 1
+        if handle.status is TaskStatus.READY:
+            handle.status = TaskStatus.PENDING  # waits again; its queue entry is then skipped
         if parent._children is None:
             parent._children = [handle]
         else:

@@ -2,6 +2,20 @@
 
 A handle is the user's view of one submitted task. Its state is written only by the runner that
 owns it (under the runner's lock); readers on other threads wait on it without polling.
+
+Waiting follows pyWorkflowy 0.1.0: ``result``, ``exception`` and ``get_result`` take a
+``timeout`` and raise the builtin ``TimeoutError`` when the handle is not terminal in time, also
+when no run has started (another thread may start one). Without a timeout and with no run going
+they raise ``RuntimeError`` at once instead of blocking forever: in a single thread (a notebook
+cell, a script that forgot ``runner.run()``) nothing could ever end the wait.
+
+``handle.exception`` is a method in 0.1.0 and was a property here. It is now a small callable
+view (:class:`ErrorView`): calling it is the 0.1.0 method; reading it as before still answers
+``isinstance``, attribute access, ``str``/``repr``, truth and ``== None``, but it is not the
+exception object itself (``is`` and ``raise`` need the call).
+
+``RunResults`` is keyed by task name like 0.1.0's dict (the last submission of a name wins) and
+also answers lookups by key, which name every submission apart.
 """
 
 from __future__ import annotations
@@ -23,21 +37,28 @@ if TYPE_CHECKING:
     from ._run import TaskRunner
     from ._task import Task
 
-__all__ = ["RunResults", "TaskHandle", "TaskResult", "TaskStatus"]
+__all__ = ["ErrorView", "RunResults", "TaskHandle", "TaskResult", "TaskStatus"]
 
 R = TypeVar("R")
 
 
-class TaskStatus(enum.Enum):
-    """Where a handle is in its life. The last four are terminal."""
+class TaskStatus(enum.StrEnum):
+    """Where a handle is in its life; members equal their strings (``COMPLETED == "completed"``).
+
+    PENDING: waiting for dependencies. READY: every dependency is done (or there are none) and
+    the handle sits in its lane's queue for a worker slot, or for a run to start. RUNNING: an
+    attempt is going. RETRYING: an attempt failed and the next one waits for its backoff or its
+    slot. COMPLETED, FAILED, CANCELLED and SKIPPED are terminal.
+    """
 
     PENDING = "pending"
+    READY = "ready"
     RUNNING = "running"
     RETRYING = "retrying"
     COMPLETED = "completed"
     FAILED = "failed"
-    SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    SKIPPED = "skipped"
 
     @property
     def terminal(self) -> bool:
@@ -127,9 +148,19 @@ class TaskHandle(Generic[R]):
         return self._fingerprint
 
     @property
-    def exception(self) -> BaseException | None:
-        """The failure of a FAILED, SKIPPED or CANCELLED handle; ``None`` otherwise."""
-        return self._exception
+    def exception(self) -> ErrorView:
+        """The failure of a FAILED, SKIPPED or CANCELLED handle; ``None`` otherwise.
+
+        Call it, ``handle.exception(timeout=None)``, to block until the handle is terminal and
+        get the exception object (or None). Read without the call it is a view of the failure
+        as it stands now (see :class:`ErrorView`).
+        """
+        return ErrorView(self)
+
+    @property
+    def depends_on(self) -> tuple[TaskHandle[Any], ...]:
+        """The handles this one waits for (the same as :attr:`parents`)."""
+        return self.parents
 
     @property
     def backend(self) -> str:
@@ -164,21 +195,45 @@ class TaskHandle(Generic[R]):
         assert self._exception is not None
         raise self._exception
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the handle is terminal; False if ``timeout`` seconds passed first."""
+        return self._block(timeout, "wait") is None
+
     def result(self, timeout: float | None = None) -> R:
-        """The task's value; raises its failure. Blocks up to ``timeout`` seconds if not done."""
-        timeout = check_optional_seconds("result(timeout=...)", timeout,
+        """The task's value; raises its failure. Blocks up to ``timeout`` seconds if not done;
+        TimeoutError if it is still not done then."""
+        self._block_or_raise(timeout, "result")
+        return self._outcome()
+
+    def get_result(self, timeout: float | None = None) -> TaskResult:
+        """The whole :class:`TaskResult` once terminal; never raises the task's own error.
+        TimeoutError if the handle is not terminal within ``timeout`` seconds."""
+        self._block_or_raise(timeout, "get_result")
+        return self.to_result()
+
+    def _block_or_raise(self, timeout: float | None, method: str) -> None:
+        error = self._block(timeout, method)
+        if error is not None:
+            raise error
+
+    def _block(self, timeout: float | None, method: str) -> TimeoutError | None:
+        """Wait until terminal; the TimeoutError to raise if ``timeout`` ran out first."""
+        timeout = check_optional_seconds(f"{method}(timeout=...)", timeout,
                                          fix="use None to wait until the task ends")
         if self.status in _TERMINAL:
-            return self._outcome()
-        self.runner._check_can_wait(self)
+            return None
+        self.runner._check_can_wait(self, timeout, method)
         event = threading.Event()
         self._add_waiter(event.set)
-        if not event.wait(timeout):
-            raise TimeoutError(
-                f"task {self.key!r} is still {self.status.value} after {timeout} s; "
-                "call result() without timeout to wait until it ends"
-            )
-        return self._outcome()
+        if event.wait(timeout):
+            return None
+        if not self.runner.running:
+            return TimeoutError(
+                f"task {self.key!r} is still {self.status.value} after {timeout} s and no run "
+                "is going: call runner.run() (or await runner.arun()) to execute it")
+        return TimeoutError(
+            f"task {self.key!r} is still {self.status.value} after {timeout} s; call "
+            f"{method}() with a longer timeout, or none, to wait until it ends")
 
     def __await__(self) -> Generator[Any, None, R]:
         if self.status not in _TERMINAL:
@@ -210,7 +265,7 @@ class TaskHandle(Generic[R]):
 
     # -- acting ------------------------------------------------------------------------------
     def cancel(self) -> bool:
-        """Ask the task to stop. False if it had already ended."""
+        """Ask the task to stop. False if it had already ended or was already asked to."""
         return self.runner._cancel(self)
 
     def __reduce__(self) -> Any:
@@ -228,22 +283,101 @@ class TaskHandle(Generic[R]):
         return handle_html(self)
 
 
-class RunResults(Mapping[str, TaskResult]):
-    """What ``run()`` returns: every handle of the runner by key, as :class:`TaskResult`."""
+class ErrorView:
+    """``handle.exception``: call it for the exception (0.1.0's method), or read it as before.
 
-    __slots__ = ("_handles",)
+    ``handle.exception(timeout=None)`` blocks like ``result()`` and returns the exception object
+    or None. Without the call, the view stands for the failure at the moment it was read:
+    ``isinstance`` sees the exception's class, attributes, ``str``, ``repr`` and ``==`` are the
+    exception's, and it is falsy when there is none. It is not the object itself: write
+    ``handle.exception()`` to compare with ``is``, to ``raise`` it, or to test ``is None``.
+    """
+
+    __slots__ = ("_error", "_handle")
+
+    def __init__(self, handle: TaskHandle[Any]) -> None:
+        self._handle = handle
+        self._error = handle._exception
+
+    def __call__(self, timeout: float | None = None) -> BaseException | None:
+        handle = self._handle
+        handle._block_or_raise(timeout, "exception")
+        return handle._exception
+
+    # isinstance() falls back to __class__ when type() does not match: that lets
+    # `isinstance(handle.exception, DependencyFailedError)` keep working on the view.
+    @property  # type: ignore[misc]
+    def __class__(self) -> type[Any]:
+        return type(self._error)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ErrorView.__slots__:  # not set yet (mid-copy): never recurse
+            raise AttributeError(name)
+        return getattr(self._error, name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sent elsewhere, the view cannot wait on its handle: it travels as the error itself.
+        return (_same, (self._error,))
+
+    def __bool__(self) -> bool:
+        return self._error is not None
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is ErrorView:
+            other = other._error
+        return bool(self._error == other)
+
+    def __hash__(self) -> int:
+        return hash(self._error)
+
+    def __str__(self) -> str:
+        return str(self._error)
+
+    def __repr__(self) -> str:
+        return repr(self._error)
+
+
+def _same(value: object) -> object:
+    return value
+
+
+class RunResults(Mapping[str, TaskResult]):
+    """What ``run()`` returns: a :class:`TaskResult` per task name, and per key.
+
+    Iterating, ``len`` and ``keys()`` go by task name, like pyWorkflowy 0.1.0's dict: when a
+    task was submitted several times, its name maps to the last submission. Indexing also
+    accepts a handle's key (``results[handle.key]``), which tells submissions apart; a name is
+    looked up first. :meth:`by_key` gives the whole mapping by key.
+    """
+
+    __slots__ = ("_by_name", "_handles")
 
     def __init__(self, handles: Mapping[str, TaskHandle[Any]]) -> None:
         self._handles = dict(handles)
+        by_name: dict[str, TaskHandle[Any]] = {}
+        for h in self._handles.values():
+            by_name[h.name] = h  # later submissions replace earlier ones
+        self._by_name = by_name
 
-    def __getitem__(self, key: str) -> TaskResult:
-        return self._handles[key].to_result()
+    def __getitem__(self, name_or_key: str) -> TaskResult:
+        h = self._by_name.get(name_or_key) or self._handles.get(name_or_key)
+        if h is None:
+            raise KeyError(f"no task named or keyed {name_or_key!r} in these results; "
+                           "list(results) gives the names, results.by_key() the keys")
+        return h.to_result()
+
+    def __contains__(self, name_or_key: object) -> bool:
+        return name_or_key in self._by_name or name_or_key in self._handles
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._handles)
+        return iter(self._by_name)
 
     def __len__(self) -> int:
-        return len(self._handles)
+        return len(self._by_name)
+
+    def by_key(self) -> dict[str, TaskResult]:
+        """Every submission's result by handle key, in submission order."""
+        return {k: h.to_result() for k, h in self._handles.items()}
 
     @property
     def ok(self) -> bool:
@@ -285,4 +419,4 @@ def dependency_outcome(handle: TaskHandle[Any],
         status, what = TaskStatus.FAILED, "did not run:"
     return status, DependencyFailedError(
         f"task {handle.key!r} {what} its dependency {dep.key!r} ended {ended}",
-        task=handle.key, dependency=dep.key, dependency_status=ended)
+        task=handle.key, dependency=dep.key, dependency_status=ended, failed=(dep.name,))

@@ -63,6 +63,7 @@ class StateStyle:
 #: Display states, in the order views list them.
 STATES: tuple[str, ...] = (
     "pending",
+    "ready",
     "running",
     "retrying",
     "completed",
@@ -75,6 +76,7 @@ STATES: tuple[str, ...] = (
 STATE_STYLES: Mapping[str, StateStyle] = MappingProxyType(
     {
         "pending": StateStyle(fill="#d9d9d9", font="#000000", glyph="○"),
+        "ready": StateStyle(fill="#f5f5f5", font="#000000", glyph="◌"),
         "running": StateStyle(fill="#56b4e9", font="#000000", glyph="▶"),
         "retrying": StateStyle(fill="#e69f00", font="#000000", glyph="↻"),
         "completed": StateStyle(fill="#009e73", font="#000000", glyph="✓"),
@@ -92,7 +94,7 @@ TABLE_ROW_LIMIT = 200
 _TABLE_ORDER = {
     s: i
     for i, s in enumerate(
-        ("failed", "retrying", "running", "cancelled", "skipped", "pending", "completed",
+        ("failed", "retrying", "running", "cancelled", "skipped", "ready", "pending", "completed",
          "restored")
     )
 }
@@ -161,7 +163,7 @@ def snapshot_handles(
                 state=state_of(h),
                 attempts=h.attempts,
                 duration=duration,
-                error=_error_text(h.exception),
+                error=_error_text(h._exception),
                 parents=tuple(p.key for p in h.parents),
                 started_at=started,
                 finished_at=finished,

@@ -82,19 +82,22 @@ def base_key(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
     return f"{name}[{args_digest(encoded or encode_args(args, kwargs))}]"
 
 
-def _own_digest(handle: TaskHandle[Any]) -> str:
+def _own_digest(handle: TaskHandle[Any], encoded: bytes | None = None) -> str:
     parts = [b"wfy1", handle.name.encode(), (handle.task.version or "").encode(),
-             encode_args(handle.args, handle.kwargs)]
+             encoded if encoded is not None else encode_args(handle.args, handle.kwargs)]
     # Parent order in depends_on is incidental; sorting keeps the identity independent of it.
     if handle.parents:
         parts.extend(sorted((p._fingerprint or "").encode() for p in handle.parents))
     return hashlib.blake2b(b"\0".join(parts), digest_size=16).hexdigest()
 
 
-def fingerprint(handle: TaskHandle[Any]) -> str:
-    """Compute (and cache) the fingerprint of ``handle`` and of any ancestor lacking one."""
+def fingerprint(handle: TaskHandle[Any], encoded: bytes | None = None) -> str:
+    """Compute (and cache) the fingerprint of ``handle`` and of any ancestor lacking one.
+
+    ``encoded``: ``encode_args`` of the handle's arguments, when the caller has it already.
+    """
     if all(p._fingerprint is not None for p in handle.parents):
-        handle._fingerprint = _own_digest(handle)
+        handle._fingerprint = _own_digest(handle, encoded)
         return handle._fingerprint
     # Iterative post-order walk: a 100,000-deep chain must not hit the recursion limit.
     stack = [handle]

@@ -19,12 +19,21 @@ __all__ = [
     "DEP_POLICIES",
     "EXTERNAL_BACKENDS",
     "ON_TASK_ERROR",
+    "Backend",
+    "Backoff",
+    "DepFailurePolicy",
+    "OnTaskError",
     "RetryPolicy",
     "check_choice",
     "check_non_negative",
 ]
 
+# The option strings as Literal types (pyWorkflowy 0.1.0 exports the first three), for users'
+# annotations; the tuples below are what the checks use at run time.
 Backend = Literal["asyncio", "thread", "process", "dask"]
+Backoff = Literal["none", "linear", "exponential"]
+DepFailurePolicy = Literal["fail", "skip", "run-anyway"]
+OnTaskError = Literal["raise", "log", "continue"]
 # "dask" names a lane whose executor the user supplies (TaskRunner(executors={"dask": ...})):
 # the engine knows the name, never the library.
 BACKENDS: tuple[str, ...] = ("asyncio", "thread", "process", "dask")
@@ -73,9 +82,9 @@ class RetryPolicy:
 
     retries: int = 0
     retry_on: tuple[type[BaseException], ...] = (Exception,)
-    backoff: str = "none"
+    backoff: str = "exponential"
     backoff_base: float = 1.0
-    backoff_max: float = 60.0
+    backoff_max: float = 30.0
     jitter: float = 0.0
 
     @property

@@ -43,7 +43,9 @@ class Pools:
         """How many attempts of ``backend`` may be in flight before the rest wait in line."""
         supplied = self._supplied.get(backend)
         if supplied is not None:
-            return self._max_workers or _size_of(supplied)
+            # Never more than the executor runs at once (see _size_of), nor than max_workers.
+            size = _size_of(supplied)
+            return min(self._max_workers, size) if self._max_workers else size
         if backend == "thread":
             return self._max_workers or min(32, _cpus() + 4)
         if backend == "process":

@@ -4,6 +4,11 @@
 right loop: ``asyncio.run`` when none is running, the patched loop under nest_asyncio, and
 otherwise (a Jupyter cell, say) a dedicated loop thread while the caller blocks, as
 jupyter_core's ``run_sync`` does.
+
+The constructor's defaults are pyWorkflowy 0.1.0's (eight workers, a checkpoint at most every
+5 s); its options may also be passed by position, as earlier versions of this package allowed.
+A runner that was shut down takes no more submissions, so a task can never sit in a runner
+whose pools are gone.
 """
 
 from __future__ import annotations
@@ -26,19 +31,22 @@ from ._arguments import (
     check_file_path,
     check_seconds,
 )
-from ._checkpoint import Checkpointer, JSONCheckpointer, Record, checkpointer_for_path
+from ._checkpoint import Checkpointer, FileCheckpointer, JSONCheckpointer, checkpointer_for_path
 from ._context import _current_runner
 from ._dispatch import Dispatcher, Run
 from ._events import EventBus, TaskEvent
 from ._handle import RunResults, TaskHandle, TaskStatus, dependency_outcome, status_summary
-from ._identity import base_key, encode_args
+from ._identity import base_key, encode_args, fingerprint
 from ._policy import BACKENDS, EXTERNAL_BACKENDS, ON_TASK_ERROR, check_choice, check_non_negative
+from ._records import STATE_VERSION, Record, records_from_state, state_entry
 from ._task import Task
+from ._views import CallableList
 from ._writer import CheckpointWriter
 
 __all__ = ["TaskRunner"]
 
 R = TypeVar("R")
+_SCALARS = (int, float, str, bool, type(None))
 
 
 class TaskRunner:
@@ -46,11 +54,11 @@ class TaskRunner:
 
     def __init__(
         self,
-        max_workers: int | None = None,
+        max_workers: int | None = 8,
         backend: str = "asyncio",
         on_task_error: str = "raise",
         checkpoint_path: str | os.PathLike[str] | None = None,
-        checkpoint_interval: float = 1.0,
+        checkpoint_interval: float = 5.0,
         *,
         checkpointer: Checkpointer | None = None,
         mp_context: str | None = None,
@@ -106,7 +114,7 @@ class TaskRunner:
             checkpointer = JSONCheckpointer(checkpoint_path)
         self.checkpointer = checkpointer
         self.checkpoint_interval = float(checkpoint_interval)
-        self._writer = (CheckpointWriter(checkpointer, self.checkpoint_interval)
+        self._writer = (CheckpointWriter(checkpointer, self.checkpoint_interval, self._state)
                         if checkpointer is not None else None)
         self._restored: dict[str, Record] = {}
         self._lock = threading.RLock()
@@ -116,23 +124,41 @@ class TaskRunner:
         self._wrapped: dict[Any, Task[..., Any]] = {}
         self._seq = 0
         self._tokens: list[contextvars.Token[TaskRunner | None]] = []
+        self._closed = False
         self._dispatch = Dispatcher(self)
 
     # -- resume --------------------------------------------------------------------------------
     @classmethod
-    def resume(cls, source: str | os.PathLike[str] | Checkpointer,
-               **kwargs: Any) -> TaskRunner:
+    def resume(cls, source: str | os.PathLike[str] | Checkpointer, *,
+               checkpointer: Checkpointer | None = None, **options: Any) -> TaskRunner:
         """A runner primed from a checkpoint: re-submit the same tasks, in any order, and
-        those that completed get their stored result instead of running again."""
+        those that completed get their stored result instead of running again.
+
+        ``source`` is the checkpoint's path (its files say which file checkpointer wrote it)
+        or a Checkpointer; ``checkpointer=`` reads and continues the checkpoint with that one
+        instead (a custom store, say). ``options`` are the TaskRunner's (``max_workers``,
+        ``backend``, ``on_task_error``, ``checkpoint_interval``...). Where nothing was written
+        yet, the runner starts fresh and checkpoints there; files that exist but cannot be
+        trusted raise :class:`CheckpointError`.
+        """
         if isinstance(source, Checkpointer):
+            if checkpointer is not None and checkpointer is not source:
+                raise ValueError("resume(checkpointer_a, checkpointer=checkpointer_b): pass one "
+                                 "checkpointer, not two")
             checkpointer = source
-        elif isinstance(source, str | os.PathLike):
-            checkpointer = checkpointer_for_path(source)
-        else:
+        elif not isinstance(source, str | os.PathLike):
             raise TypeError(f"resume() needs a checkpoint path or a Checkpointer, got {source!r}")
-        records = checkpointer.load()
-        kwargs.pop("checkpoint_path", None)
-        runner = cls(checkpointer=checkpointer, **kwargs)
+        elif checkpointer is None:
+            checkpointer = checkpointer_for_path(source)
+        elif not isinstance(checkpointer, Checkpointer):
+            raise TypeError(
+                f"checkpointer must be a Checkpointer instance, got {checkpointer!r}")
+        if isinstance(checkpointer, FileCheckpointer):
+            records = checkpointer.read_records() or {}
+        else:
+            records = records_from_state(checkpointer.load(), checkpointer.describe())
+        options.pop("checkpoint_path", None)
+        runner = cls(checkpointer=checkpointer, **options)
         runner._restored = records
         return runner
 
@@ -147,12 +173,17 @@ class TaskRunner:
             wrapped = self._wrapped[fn] = Task(fn)
         return wrapped
 
-    def submit(self, fn: Task[..., R] | Callable[..., R], *args: Any,
-               depends_on: Iterable[TaskHandle[Any]] | None = None,
+    def submit(self, target: Task[..., R] | Callable[..., R], *args: Any,
+               depends_on: Iterable[TaskHandle[Any]] | None = (),
                task_key: str | None = None, **kwargs: Any) -> TaskHandle[R]:
-        """Queue ``fn(*args, **kwargs)`` to run once every handle in ``depends_on`` completed."""
-        task = self._as_task(fn)
-        backend = task.backend or self.backend
+        """Queue ``target(*args, **kwargs)`` (a Task or a plain callable) to run once every
+        handle in ``depends_on`` completed."""
+        if self._closed:
+            raise RuntimeError(
+                f"this runner was shut down, it takes no more tasks (submitting {target!r}): "
+                "create a new TaskRunner, or submit before leaving its `with` block")
+        task = self._as_task(target)
+        backend = task._backend or self.backend
         task.check_backend(backend)
         if backend in EXTERNAL_BACKENDS and backend not in self.executors:
             raise ValueError(
@@ -163,10 +194,14 @@ class TaskRunner:
         checkpointer = self.checkpointer
         encoded = None
         if checkpointer is not None:
+            # Our own checkpointers store any scalar: no call (and no message) for those.
+            skip = _SCALARS if isinstance(checkpointer, FileCheckpointer) else ()
             for i, arg in enumerate(args):
-                checkpointer.check(arg, what=f"argument {i} of task {task.name!r}")
+                if type(arg) not in skip:
+                    checkpointer.check(arg, what=f"argument {i} of task {task.name!r}")
             for name, arg in kwargs.items():
-                checkpointer.check(arg, what=f"argument {name!r} of task {task.name!r}")
+                if type(arg) not in skip:
+                    checkpointer.check(arg, what=f"argument {name!r} of task {task.name!r}")
         if task_key is not None and (not isinstance(task_key, str) or not task_key):
             raise TypeError(f"task_key must be a non-empty string, got {task_key!r}")
         if args or kwargs:
@@ -197,7 +232,8 @@ class TaskRunner:
             if bus.active:
                 bus.emit("submitted", h)
             if checkpointer is not None:
-                h.fingerprint  # noqa: B018 - computed now, while the parents' are at hand
+                # Computed now, while the parents' are at hand (and the arguments' encoding).
+                fingerprint(h, encoded)
             if self._restored and self._prime(h):
                 return h
             failed = _graph.wire(h)
@@ -219,37 +255,56 @@ class TaskRunner:
             return False  # same key, different inputs or code: it must run again
         h.status = TaskStatus.COMPLETED
         h._value = rec.get("value")
-        h.attempts = int(rec.get("attempts") or 0)
-        h.started_at = rec.get("started_at")
-        h.finished_at = rec.get("finished_at")
+        h.attempts = rec["attempts"]  # records are validated when they are read
+        h.started_at = rec["started_at"]
+        h.finished_at = rec["finished_at"]
         h.restored = True
         self._dispatch.unfinished -= 1
         if self._bus.active:
             self._bus.emit("restored", h, h.attempts)
         return True
 
-    def _record_of(self, h: TaskHandle[Any]) -> Record:
+    def _record_of(self, h: TaskHandle[Any], status: TaskStatus | None = None) -> Record:
+        """What the checkpoint stores of ``h`` (as if it had ``status``, when given)."""
+        st = status or h.status
         return {
             "key": h.key,
             "name": h.name,
             "fingerprint": h.fingerprint,
-            "status": h.status.value,
-            "value": h._value if h.status is TaskStatus.COMPLETED else None,
+            "status": st._value_,
+            "value": h._value if st is TaskStatus.COMPLETED else None,
             "error": None if h._exception is None else repr(h._exception),
             "attempts": h.attempts,
             "started_at": h.started_at,
             "finished_at": h.finished_at,
+            # Tuples, not lists: a record of atoms and tuples of atoms is soon untracked by
+            # the cyclic GC, which would otherwise walk every kept record on each collection.
+            "args": h.args,
+            "kwargs": h.kwargs,
+            "depends_on": tuple([p.key for p in h.parents]),
         }
+
+    def _state(self) -> dict[str, Any]:
+        """The whole state for a custom Checkpointer: every handle in submission order, then
+        restored records that were not submitted again (so a later resume keeps them)."""
+        with self._lock:
+            handles = list(self._handles.values())
+            entries = [state_entry(self._record_of(h)) for h in handles]
+            entries += [state_entry(r) for k, r in self._restored.items()
+                        if k not in self._handles]
+        return {"version": STATE_VERSION, "handles": entries}
 
     def add_dependency(self, handle: TaskHandle[Any], *parents: TaskHandle[Any]) -> None:
         """Make a not-yet-started ``handle`` also wait for ``parents``; CycleError on a loop."""
         checked = _graph.check_parents(self, parents, handle.name)
         with self._lock:
             if handle.runner is not self:
-                raise ValueError(f"{handle!r} belongs to another runner")
+                raise ValueError(f"{handle!r} belongs to a different runner: add dependencies "
+                                 "through the runner it was submitted to")
             # A handle primed from a checkpoint will not run, so the edge changes nothing; a
             # resumed script replaying its add_dependency() calls must not fail on it.
-            if handle.status is not TaskStatus.PENDING and not handle.restored:
+            if handle.status not in (TaskStatus.PENDING, TaskStatus.READY) \
+                    and not handle.restored:
                 raise ValueError(
                     f"{handle.key!r} is already {handle.status.value}: dependencies can only "
                     "be added before a task starts")
@@ -357,23 +412,26 @@ class TaskRunner:
         threading.Thread(target=context.run, args=(main,), name="wfy-run", daemon=True).start()
         return future
 
-    def _check_can_wait(self, h: TaskHandle[Any]) -> None:
+    def _check_can_wait(self, h: TaskHandle[Any], timeout: float | None, method: str) -> None:
         run = self._dispatch.run
         if run is not None and run.loop is not None and run.on_loop_thread():
             raise RuntimeError(
-                f"result() on {h.key!r} would block the event loop that runs it: "
+                f"{method}() on {h.key!r} would block the event loop that runs it: "
                 "use `await handle` inside async code")
-        if run is None:
+        if run is None and timeout is None:
+            # Nothing in this thread could end the wait; with a timeout another thread may
+            # start the run meanwhile, so that case waits (and then raises TimeoutError).
             raise RuntimeError(
                 f"task {h.key!r} is {h.status.value} and no run is going: call runner.run() "
-                "(or await runner.arun()) first")
+                f"(or await runner.arun()) first, or pass {method}(timeout=...) if another "
+                "thread starts the run")
 
     # -- cancelling and observing ------------------------------------------------------------------
     def _cancel(self, h: TaskHandle[Any]) -> bool:
         return self._dispatch.cancel(h)
 
     def cancel_all(self) -> int:
-        """Ask every unfinished task to stop; returns how many were asked."""
+        """Ask every unfinished task to stop; returns how many were newly asked."""
         with self._lock:
             pending = [h for h in self._handles.values() if not h.status.terminal]
         return sum(self._dispatch.cancel(h) for h in pending)
@@ -383,10 +441,10 @@ class TaskRunner:
         return self._bus.subscribe(listener)
 
     @property
-    def handles(self) -> list[TaskHandle[Any]]:
-        """Every handle, in submission order."""
+    def handles(self) -> CallableList[TaskHandle[Any]]:
+        """Every handle, in submission order: ``runner.handles`` or ``runner.handles()``."""
         with self._lock:
-            return list(self._handles.values())
+            return CallableList(self._handles.values())
 
     def get(self, key: str) -> TaskHandle[Any]:
         try:
@@ -395,11 +453,16 @@ class TaskRunner:
             raise KeyError(f"no task with key {key!r} in this runner") from None
 
     def results(self) -> RunResults:
+        """Every handle's :class:`TaskResult` so far, by task name and by key."""
         return RunResults(self._handles)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the worker pools and write any pending checkpoint records."""
+        """Stop the worker pools and write any pending checkpoint records; idempotent.
+
+        Afterwards ``submit`` raises RuntimeError.
+        """
+        self._closed = True
         self._dispatch.pools.shutdown(wait=wait)
         if self._writer is not None and self._dispatch.run is None:
             self._writer.flush()

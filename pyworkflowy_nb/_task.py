@@ -3,6 +3,11 @@
 A ``Task`` is a callable with options; it holds no run state. Calling it runs the function
 directly (handy in unit tests); ``submit`` hands it to a runner and returns a handle.
 Options are validated here, once, at decoration time, so a mistake surfaces where it was made.
+
+Defaults are pyWorkflowy 0.1.0's: no retries, exponential backoff from 1 s capped at 30 s,
+retry on any ``Exception``, no timeout, ``on_dep_failure="fail"``. ``backend`` reads "asyncio"
+when not given, as in 0.1.0, but such a task follows the runner's ``backend=`` (0.1.0 applied
+the runner's default to plain callables only): the handle's ``backend`` says where it ran.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _NO_RUNNER = (
-    "no TaskRunner is active for {name!r}: wrap your submission code in "
+    "no runner is active for {name!r}: wrap your submission code in "
     "`with TaskRunner() as runner:`, pass runner=..., or call runner.submit(task, ...)"
 )
 
@@ -58,7 +63,7 @@ def _normalise_retry_on(value: object) -> tuple[type[BaseException], ...]:
 class Task(Generic[P, R]):
     """A function plus how to run it. Produced by ``@task`` and by ``TaskBase`` subclasses."""
 
-    __slots__ = ("__dict__", "_owner_cls", "backend", "fn", "is_async", "name",
+    __slots__ = ("__dict__", "_backend", "_owner_cls", "fn", "is_async", "name",
                  "on_dep_failure", "priority", "retry", "timeout", "version")
 
     def __init__(
@@ -70,9 +75,9 @@ class Task(Generic[P, R]):
         retries: int | None = None,
         max_attempts: int | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
-        backoff: str = "none",
+        backoff: str = "exponential",
         backoff_base: float = 1.0,
-        backoff_max: float = 60.0,
+        backoff_max: float = 30.0,
         jitter: float = 0.0,
         timeout: float | None = None,
         on_dep_failure: str = "fail",
@@ -111,7 +116,8 @@ class Task(Generic[P, R]):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"task name must be a non-empty string, got {self.name!r}")
         self.is_async: bool = inspect.iscoroutinefunction(fn)
-        self.backend: str | None = backend
+        # None: follow the runner's backend= (the ``backend`` property then reads "asyncio").
+        self._backend: str | None = backend
         self.retry = RetryPolicy(
             retries=retries,
             retry_on=_normalise_retry_on(retry_on),
@@ -130,8 +136,32 @@ class Task(Generic[P, R]):
 
     # -- options ---------------------------------------------------------------------------
     @property
+    def backend(self) -> str:
+        """The backend this task asked for; "asyncio" (the runner's default) when it named none.
+
+        A task that named none runs on its runner's ``backend=``; ``handle.backend`` tells.
+        """
+        return self._backend or "asyncio"
+
+    @property
     def retries(self) -> int:
         return self.retry.retries
+
+    @property
+    def retry_on(self) -> tuple[type[BaseException], ...]:
+        return self.retry.retry_on
+
+    @property
+    def backoff(self) -> str:
+        return self.retry.backoff
+
+    @property
+    def backoff_base(self) -> float:
+        return self.retry.backoff_base
+
+    @property
+    def backoff_max(self) -> float:
+        return self.retry.backoff_max
 
     @property
     def max_attempts(self) -> int:
@@ -164,7 +194,7 @@ class Task(Generic[P, R]):
     def submit(
         self,
         *args: Any,
-        depends_on: Iterable[TaskHandle[Any]] | None = None,
+        depends_on: Iterable[TaskHandle[Any]] | None = (),
         runner: Any = None,
         task_key: str | None = None,
         **kwargs: Any,
@@ -190,7 +220,7 @@ class Task(Generic[P, R]):
         return (_rebuild_task, (self.fn.__module__, self.fn.__qualname__))
 
     def __repr__(self) -> str:
-        return f"<Task {self.name!r} backend={self.backend or 'default'}>"
+        return f"<Task {self.name!r} backend={self._backend or 'default'}>"
 
 
 def _rebuild_task(module: str, qualname: str) -> Task[..., Any]:
@@ -244,9 +274,9 @@ class TaskBase:
     retries: ClassVar[int | None] = None
     max_attempts: ClassVar[int | None] = None
     retry_on: ClassVar[type[BaseException] | tuple[type[BaseException], ...]] = Exception
-    backoff: ClassVar[str] = "none"
+    backoff: ClassVar[str] = "exponential"
     backoff_base: ClassVar[float] = 1.0
-    backoff_max: ClassVar[float] = 60.0
+    backoff_max: ClassVar[float] = 30.0
     jitter: ClassVar[float] = 0.0
     timeout: ClassVar[float | None] = None
     on_dep_failure: ClassVar[str] = "fail"
@@ -256,8 +286,9 @@ class TaskBase:
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if args or kwargs:
             raise TypeError(
-                f"{cls.__name__}() takes no arguments: configure the task with class attributes "
-                f"and pass runtime values to submit(...), which forwards them to run()"
+                f"{cls.__name__}() got arguments, but TaskBase subclasses have no constructor "
+                "arguments: configure the task with class attributes and pass runtime values to "
+                "submit(...), which forwards them to run()"
             )
         if cls is TaskBase or cls.run is TaskBase.run:
             raise TypeError(f"{cls.__name__} must define a run() method to be a task")

@@ -14,6 +14,12 @@ The hierarchy::
 Errors carry structured fields (``task``, ``attempts``, ``elapsed``...) so callers never parse
 messages. Mistakes in arguments (an unknown backend, a negative retry count) are plain
 ``ValueError``/``TypeError``: they are bugs at the call site, not task failures.
+
+The constructors accept pyWorkflowy 0.1.0's keywords as well as ours, so code that builds or
+re-raises these errors itself keeps working: ``TaskTimeoutError(message, elapsed=...)``,
+``DependencyFailedError(message, failed=(names...))`` and ``RetryExhaustedError(message,
+attempts=...)``. Where both spellings describe one fact they are kept in step (``failed``
+defaults to the one ``dependency``; ``elapsed`` of a timeout defaults to its ``timeout``).
 """
 
 from __future__ import annotations
@@ -41,10 +47,13 @@ class TaskTimeoutError(TaskError):
     """An attempt ran longer than the task's ``timeout``. Timeouts are terminal."""
 
     def __init__(self, message: str, *, task: str | None = None, timeout: float = 0.0,
-                 attempts: int = 1) -> None:
+                 attempts: int = 1, elapsed: float | None = None) -> None:
         super().__init__(message, task=task)
         self.timeout = timeout
         self.attempts = attempts
+        # Seconds the attempt had run when it was stopped: its budget, since the engine stops
+        # it as soon as the budget is spent. None when raised by hand without either number.
+        self.elapsed = elapsed if elapsed is not None else (timeout or None)
 
 
 class TaskCancelledError(TaskError):
@@ -67,13 +76,18 @@ class CycleError(TaskError):
 
 
 class DependencyFailedError(TaskError):
-    """A dependency ended FAILED, SKIPPED or CANCELLED and the policy was ``"fail"``."""
+    """A dependency ended FAILED, SKIPPED or CANCELLED and the policy was ``"fail"``.
+
+    ``dependency`` is the key of the dependency that ended the task, ``failed`` the task names
+    of the dependencies that did not complete (0.1.0's field).
+    """
 
     def __init__(self, message: str, *, task: str | None = None, dependency: str = "",
-                 dependency_status: str = "") -> None:
+                 dependency_status: str = "", failed: tuple[str, ...] | list[str] = ()) -> None:
         super().__init__(message, task=task)
         self.dependency = dependency
         self.dependency_status = dependency_status
+        self.failed: tuple[str, ...] = tuple(failed) or ((dependency,) if dependency else ())
 
 
 class RetryExhaustedError(TaskError):

@@ -36,10 +36,27 @@ Design decisions
   so a slow synchronous task can never stall the loop that the scheduler (and a notebook) share.
   Handles that a finishing run missed are noticed on a later pass and get a new run.
 * **Waking.** The background loop waits on an ``Event`` (``arun()`` on an ``asyncio.Event``) with
-  a timeout of at most ``poll_interval``; ``stop()`` and new jobs set it, so ``stop()`` returns
+  a timeout of at most ``tick_seconds``; ``stop()`` and new jobs set it, so ``stop()`` returns
   promptly and a job added to an idle scheduler is considered at once.
 * Due jobs are kept in a heap ordered by next firing, so a tick costs O(fired * log jobs), not a
   scan of every job.
+
+pyWorkflowy 0.1.0 compatibility
+-------------------------------
+* ``Scheduler(*, runner=None, tick_seconds=0.5, clock=None)``: ``tick_seconds`` is the longest
+  sleep between looks at the clock (``poll_interval`` is our older name for it). With no runner
+  given or bound at construction, the runner bound when a tick happens is used; a tick with none
+  raises RuntimeError. ``clock`` may be a :class:`Clock` (``now() -> datetime``) or, as in 0.1.0,
+  a zero-argument callable returning epoch seconds (read as instants in the local zone).
+* :class:`ScheduledJob` (``Job`` is the same class) carries 0.1.0's fields: ``next_fire`` (epoch
+  seconds), ``interval`` (seconds), ``cron``, ``one_shot``, ``last_handle``, ``cancelled`` (a
+  one-shot is cancelled once it fired). ``next_fire`` and ``interval`` were a datetime and a
+  timedelta here. They are now floats that still read as those objects: a :class:`FireTime`
+  answers the datetime's attributes (``strftime``, ``tzinfo``...) and equals a datetime of the
+  same instant; an :class:`Interval` answers ``total_seconds()`` and equals the timedelta. The
+  plain objects are ``next_fire_at`` and ``every``.
+* ``at()`` takes a datetime or epoch seconds; ``jobs`` reads as a list and is callable
+  (``sched.jobs()``); ``sched.cancel(job)`` is ``job.cancel()`` for a job of this scheduler.
 """
 
 from __future__ import annotations
@@ -47,9 +64,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import heapq
 import itertools
 import logging
+import operator
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -63,8 +82,9 @@ from ._arguments import (
     check_runner,
     check_seconds,
 )
-from ._clock import Clock, FakeClock, SystemClock
+from ._clock import Clock, EpochClock, FakeClock, SystemClock
 from ._cron import CronExpression, parse_cron
+from ._views import CallableList
 
 if TYPE_CHECKING:
     from ._handle import RunResults, TaskHandle
@@ -73,9 +93,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Clock",
     "CronExpression",
+    "EpochClock",
     "FakeClock",
+    "FireTime",
+    "Interval",
     "Job",
     "JobBuilder",
+    "ScheduledJob",
     "Scheduler",
     "SystemClock",
     "parse_cron",
@@ -88,6 +112,122 @@ JobKind = Literal["every", "cron", "at"]
 _THREAD_NAME = "pyworkflowy-scheduler"
 
 
+class _NumberView(float):
+    """A float (what pyWorkflowy 0.1.0 gave) that also reads as the richer object it was made
+    from (what this package gave): attributes the float lacks go to that object, and comparing
+    with an object of its kind compares the objects (see :meth:`_versus`)."""
+
+    __slots__ = ("_of",)
+    _of: Any
+
+    def __new__(cls, of: Any, number: float) -> Any:
+        self = super().__new__(cls, number)
+        self._of = of
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_of":  # not set yet (mid-copy): never recurse
+            raise AttributeError(name)
+        return getattr(self._of, name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._of,))
+
+    def _versus(self, other: object) -> tuple[Any, Any] | None:
+        """The pair to compare when ``other`` is of the wrapped kind, else None."""
+        raise NotImplementedError
+
+    def _compare(self, other: object, op: Callable[[Any, Any], bool]) -> bool:
+        pair = self._versus(other)
+        if pair is not None:
+            return op(*pair)
+        if isinstance(other, int | float):
+            return op(float(self), other)
+        return NotImplemented  # type: ignore[no-any-return]  # a dunder passes it on
+
+    def __eq__(self, other: object) -> bool:
+        return self._compare(other, operator.eq)
+
+    def __ne__(self, other: object) -> bool:
+        return self._compare(other, operator.ne)
+
+    __hash__ = float.__hash__
+
+    def __lt__(self, other: object) -> bool:
+        return self._compare(other, operator.lt)
+
+    def __le__(self, other: object) -> bool:
+        return self._compare(other, operator.le)
+
+    def __gt__(self, other: object) -> bool:
+        return self._compare(other, operator.gt)
+
+    def __ge__(self, other: object) -> bool:
+        return self._compare(other, operator.ge)
+
+
+class FireTime(_NumberView):
+    """A firing time: epoch seconds (pyWorkflowy 0.1.0's ``next_fire``) that also stands for
+    the datetime it came from, in the clock's zone.
+
+    Arithmetic, ``repr`` and hashing are the float's. Attribute access the float lacks goes to
+    the datetime (``job.next_fire.strftime("%H:%M")``), ``.at`` is the datetime itself, and
+    comparing with a datetime compares instants (naive ones as wall times, as the clock does).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, when: datetime) -> FireTime:
+        made: FireTime = super().__new__(cls, when, when.timestamp())
+        return made
+
+    @property
+    def at(self) -> datetime:
+        when: datetime = self._of
+        return when
+
+    def _versus(self, other: object) -> tuple[Any, Any] | None:
+        if not isinstance(other, datetime):
+            return None
+        if (self.at.tzinfo is None) != (other.tzinfo is None):
+            return self.at, other  # as datetimes do: unequal, and ordering them is a TypeError
+        return _instant(self.at), _instant(other)
+
+
+class Interval(_NumberView):
+    """The period of an ``every`` job: seconds (pyWorkflowy 0.1.0's reading) that also stand
+    for the timedelta this package stored before.
+
+    Float arithmetic, ``repr`` and hashing are the float's; ``total_seconds()``, ``days`` and
+    the other timedelta attributes answer as the timedelta (``.delta``) would; it compares
+    with a timedelta as a duration, and adding it to a datetime adds the timedelta.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, delta: timedelta) -> Interval:
+        made: Interval = super().__new__(cls, delta, delta.total_seconds())
+        return made
+
+    @property
+    def delta(self) -> timedelta:
+        delta: timedelta = self._of
+        return delta
+
+    def _versus(self, other: object) -> tuple[Any, Any] | None:
+        return (self.delta, other) if isinstance(other, timedelta) else None
+
+    def __radd__(self, other: Any) -> Any:
+        if isinstance(other, datetime | timedelta):
+            return other + self.delta
+        return float(self) + other
+
+    def __rsub__(self, other: Any) -> Any:
+        if isinstance(other, datetime | timedelta):
+            return other - self.delta
+        return other - float(self)
+
+
 def _instant(dt: datetime) -> datetime:
     """A key that orders datetimes by the instant they denote.
 
@@ -97,8 +237,12 @@ def _instant(dt: datetime) -> datetime:
     return dt if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-class Job:
-    """One scheduled task. Made by ``Scheduler.every/cron/at(...).do(...)``; not built directly."""
+class ScheduledJob:
+    """One scheduled task. Made by ``Scheduler.every/cron/at(...).do(...)``; not built directly.
+
+    Times in 0.1.0's terms: ``next_fire`` in epoch seconds, ``interval`` in seconds. The same as
+    objects: ``next_fire_at`` (a datetime in the clock's zone) and ``every`` (a timedelta).
+    """
 
     def __init__(
         self,
@@ -119,7 +263,7 @@ class Job:
         self.task = task
         self.args = args
         self.kwargs = kwargs
-        self.interval = interval
+        self.every = interval
         self.expression = expression
         self._next_fire: datetime | None = next_fire
         self._handles: list[TaskHandle[Any]] = []
@@ -131,9 +275,32 @@ class Job:
         self._entry = -1
 
     @property
-    def next_fire(self) -> datetime | None:
-        """When the job fires next; None once a one-shot has fired or the job is cancelled."""
+    def next_fire(self) -> FireTime | None:
+        """When the job fires next, in epoch seconds that also read as the datetime (see
+        :class:`FireTime`); None once it fired (a one-shot) or was cancelled."""
+        when = self._next_fire
+        return None if when is None else FireTime(when)
+
+    @property
+    def next_fire_at(self) -> datetime | None:
+        """When the job fires next, as a datetime in the clock's zone (naive for naive clocks)."""
         return self._next_fire
+
+    @property
+    def interval(self) -> Interval | None:
+        """Seconds between firings of an ``every`` job (an :class:`Interval`, which also reads
+        as the timedelta); None for cron and one-shot jobs."""
+        return None if self.every is None else Interval(self.every)
+
+    @property
+    def cron(self) -> CronExpression | None:
+        """The expression of a cron job (the same as ``expression``); None otherwise."""
+        return self.expression
+
+    @property
+    def one_shot(self) -> bool:
+        """True for an ``at()`` job, which fires once and is then cancelled."""
+        return self.kind == "at"
 
     @property
     def last_fired(self) -> datetime | None:
@@ -174,8 +341,8 @@ class Job:
 
     def describe(self) -> str:
         """The trigger in words, e.g. ``every 60s`` or ``cron '0 * * * *'``."""
-        if self.kind == "every" and self.interval is not None:
-            return f"every {self.interval.total_seconds():g}s"
+        if self.kind == "every" and self.every is not None:
+            return f"every {self.every.total_seconds():g}s"
         if self.kind == "cron" and self.expression is not None:
             return f"cron {self.expression.source!r}"
         return "at " + (self._last_fired or self._next_fire or datetime.min).isoformat()
@@ -183,7 +350,11 @@ class Job:
     def __repr__(self) -> str:
         state = "cancelled" if self._cancelled else "finished" if self._next_fire is None else ""
         when = f"next_fire={self._next_fire.isoformat()}" if self._next_fire else state
-        return f"<Job {self.name!r} {self.describe()} {when} fired={self.fired}>"
+        return f"<ScheduledJob {self.name!r} {self.describe()} {when} fired={self.fired}>"
+
+
+#: The name this class had before it took pyWorkflowy 0.1.0's.
+Job = ScheduledJob
 
 
 class JobBuilder:
@@ -230,16 +401,22 @@ _RUNNER_FIX = ("pass the TaskRunner itself, Scheduler(runner=runner), or leave i
 _EVERY_FIX = "pass seconds or a timedelta; for firings rarer than yearly use cron(...) or at(...)"
 
 
-def _bound_runner() -> TaskRunner:
+def _bound_runner() -> TaskRunner | None:
     from ._context import get_current_runner
 
-    runner = get_current_runner()
-    if runner is None:
-        raise RuntimeError(
-            "Scheduler() found no runner: pass one with Scheduler(runner=runner), or create the "
-            "scheduler inside `with TaskRunner() as runner:`"
-        )
-    return runner
+    return get_current_runner()
+
+
+def _from_epoch(seconds: float, now: datetime) -> datetime:
+    """Epoch seconds as a datetime of the same kind as the clock's ``now``."""
+    try:
+        if now.tzinfo is None:
+            return datetime.fromtimestamp(seconds)  # naive clocks read local wall time
+        return datetime.fromtimestamp(seconds, tz=now.tzinfo)
+    except (OverflowError, OSError, ValueError):  # NaN, infinities, years past 9999
+        raise ValueError(
+            f"at() got {seconds!r} epoch seconds, which is no time a clock can reach: pass "
+            "time.time() plus a delay, or a datetime") from None
 
 
 def _log_run_outcome(future: concurrent.futures.Future[RunResults]) -> None:
@@ -253,26 +430,42 @@ def _log_run_outcome(future: concurrent.futures.Future[RunResults]) -> None:
 class Scheduler:
     """Fires tasks into a :class:`~pyworkflowy_nb.TaskRunner` on a timetable.
 
-    ``runner`` defaults to the runner bound by ``with TaskRunner() as runner:``. ``clock``
-    defaults to :class:`SystemClock`. ``poll_interval`` caps how long the background loop sleeps
-    between looks at the clock (it wakes earlier when a job is due or ``stop()`` is called).
+    ``runner`` defaults to the runner bound by ``with TaskRunner() as runner:``, at construction
+    or, failing that, when a tick happens. ``clock`` defaults to :class:`SystemClock`; a
+    zero-argument callable returning epoch seconds is accepted too (see :class:`EpochClock`).
+    ``tick_seconds`` caps how long the background loop sleeps between looks at the clock (it
+    wakes earlier when a job is due or ``stop()`` is called); ``poll_interval`` is an older name.
     """
 
     def __init__(
         self,
         runner: TaskRunner | None = None,
         *,
-        clock: Clock | None = None,
-        poll_interval: float = 1.0,
+        tick_seconds: float = 0.5,
+        clock: Clock | Callable[[], float] | None = None,
+        poll_interval: float | None = None,
     ) -> None:
-        if clock is not None and not isinstance(clock, Clock):
-            raise TypeError(f"clock must have a now() method returning a datetime, got {clock!r}")
+        # A Clock has a now() *method*; the runtime Protocol check only sees that an attribute
+        # named `now` exists, which a 0.1.0-style callable clock may have as plain data.
+        if clock is not None and not callable(getattr(clock, "now", None)):
+            if not callable(clock) or isinstance(clock, type):
+                raise TypeError(
+                    "clock must have a now() method returning a datetime, or be a "
+                    f"zero-argument callable returning epoch seconds (like time.time), got "
+                    f"{clock!r}")
+            clock = EpochClock(clock)
+        assert clock is None or isinstance(clock, Clock)
         if runner is not None:
             check_runner("Scheduler(runner=...)", runner, fix=_RUNNER_FIX)
-        poll_interval = check_seconds("poll_interval", poll_interval, minimum=MIN_INTERVAL)
-        self._runner: TaskRunner = runner if runner is not None else _bound_runner()
+        knob = "tick_seconds"
+        if poll_interval is not None:
+            if tick_seconds != 0.5:
+                raise ValueError("pass tick_seconds= or poll_interval= (its older name), not both")
+            knob, tick_seconds = "poll_interval", poll_interval
+        tick_seconds = check_seconds(knob, tick_seconds, minimum=MIN_INTERVAL)
+        self._runner: TaskRunner | None = runner if runner is not None else _bound_runner()
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._poll_interval = float(poll_interval)
+        self._poll_interval = float(tick_seconds)
         self._lock = threading.RLock()
         self._jobs: dict[int, Job] = {}
         self._heap: list[tuple[datetime, int, Job]] = []
@@ -289,17 +482,26 @@ class Scheduler:
 
     @property
     def runner(self) -> TaskRunner:
-        return self._runner
+        """The runner jobs are submitted to; RuntimeError when none was given or is bound."""
+        runner = self._runner
+        if runner is None:
+            runner = _bound_runner()
+            if runner is None:
+                raise RuntimeError(
+                    "this Scheduler has no runner: pass one with Scheduler(runner=runner), or "
+                    "tick it inside `with TaskRunner() as runner:`")
+        return runner
 
     @property
     def clock(self) -> Clock:
         return self._clock
 
     @property
-    def jobs(self) -> list[Job]:
-        """The scheduled jobs, in registration order (cancelled and finished ones drop out)."""
+    def jobs(self) -> CallableList[ScheduledJob]:
+        """The scheduled jobs, in registration order (cancelled and finished ones drop out);
+        ``sched.jobs`` or ``sched.jobs()``."""
         with self._lock:
-            return list(self._jobs.values())
+            return CallableList(self._jobs.values())
 
     @property
     def running(self) -> bool:
@@ -310,7 +512,7 @@ class Scheduler:
         """The earliest ``next_fire`` over all jobs, or None when nothing is scheduled."""
         with self._lock:
             entry = self._peek()
-            return entry[2].next_fire if entry else None
+            return entry[2].next_fire_at if entry else None
 
     def __iter__(self) -> Iterator[Job]:
         return iter(self.jobs)
@@ -338,11 +540,14 @@ class Scheduler:
         expression = expr if isinstance(expr, CronExpression) else parse_cron(expr)
         return JobBuilder(self, "cron", name, expression=expression)
 
-    def at(self, when: datetime, *, name: str | None = None) -> JobBuilder:
-        """Fire once at ``when`` (naive means wall time in the clock's zone)."""
+    def at(self, when: datetime | float, *, name: str | None = None) -> JobBuilder:
+        """Fire once at ``when``: a datetime (naive means wall time in the clock's zone) or
+        epoch seconds."""
+        if isinstance(when, int | float) and not isinstance(when, bool):
+            when = _from_epoch(when, self._clock.now())
         if not isinstance(when, datetime):
             raise TypeError(
-                f"at() needs a datetime, got {type(when).__name__} {when!r}; "
+                f"at() needs a datetime or epoch seconds, got {type(when).__name__} {when!r}; "
                 "for a date write datetime(year, month, day, hour, minute)"
             )
         return JobBuilder(self, "at", name, when=when)
@@ -422,6 +627,15 @@ class Scheduler:
             heapq.heappop(heap)
         return heap[0] if heap else None
 
+    def cancel(self, job: ScheduledJob) -> bool:
+        """Stop ``job`` from firing again; False if it is not (or no longer) scheduled here."""
+        if not isinstance(job, ScheduledJob):
+            raise TypeError(f"cancel() takes a job that every/cron/at(...).do() returned, "
+                            f"got {job!r}")
+        if job._scheduler is not self:
+            return False
+        return self._cancel(job)
+
     def _cancel(self, job: Job) -> bool:
         with self._lock:
             was_active = job.active and self._jobs.pop(id(job), None) is not None
@@ -435,7 +649,9 @@ class Scheduler:
         """Submit every job that is due now, once each, and return the new handles.
 
         Does not start a run: call ``runner.run()`` yourself, or use ``start()``/``arun()``.
+        RuntimeError if the scheduler has no runner (none given, none bound now).
         """
+        runner = self.runner
         now = self._clock.now()
         now_key = _instant(now)
         due: list[Job] = []
@@ -450,7 +666,7 @@ class Scheduler:
         # Submission happens outside the lock: the runner may call listeners synchronously and
         # those must be free to use the scheduler from other threads.
         for job in due:
-            handle = self._fire(job, now)
+            handle = self._fire(job, now, runner)
             if handle is not None:
                 handles.append(handle)
             with self._lock:
@@ -458,17 +674,18 @@ class Scheduler:
                     continue
                 if job.kind == "at":
                     job._next_fire = None
+                    job._cancelled = True  # fired once and done, as 0.1.0 reports it
                     self._jobs.pop(id(job), None)
                 else:
-                    self._push(job, self._following(job.kind, job.interval, job.expression, now))
+                    self._push(job, self._following(job.kind, job.every, job.expression, now))
         return handles
 
-    def _fire(self, job: Job, now: datetime) -> TaskHandle[Any] | None:
+    def _fire(self, job: Job, now: datetime, runner: TaskRunner) -> TaskHandle[Any] | None:
         if job._cancelled:
             return None
         job._last_fired = now
         try:
-            handle = self._runner.submit(job.task, *job.args, **job.kwargs)
+            handle = runner.submit(job.task, *job.args, **job.kwargs)
         except Exception as error:
             job._last_error = error
             logger.warning(
@@ -482,15 +699,21 @@ class Scheduler:
         """Make sure fired handles get run, without ever blocking on the run."""
         with self._lock:
             self._outstanding = [h for h in self._outstanding if not h.done()] + handles
-            waiting = bool(self._outstanding)
-        if not waiting or self._runner.running:
+            # The runners of the handles themselves: a scheduler made without a runner submits
+            # to whichever is bound at each tick, so there may be more than one.
+            runners = list({id(h.runner): h.runner for h in self._outstanding}.values())
+        for runner in runners:
+            self._start_run(runner)
+
+    def _start_run(self, runner: TaskRunner) -> None:
+        if runner.running:
             return
         try:
-            future = self._runner.run_in_background()
+            future = runner.run_in_background()
         except Exception as error:
             # A run may have started on someone's loop between the check and the call; it then
             # picks the handles up and there is nothing to report.
-            if not self._runner.running:
+            if not runner.running:
                 logger.warning("the scheduler could not start a run: %r", error, exc_info=error)
             return
         if future is not self._watched_run:
@@ -498,7 +721,7 @@ class Scheduler:
             future.add_done_callback(_log_run_outcome)
 
     def _delay(self) -> float:
-        """Seconds until the next job is due, capped by ``poll_interval``."""
+        """Seconds until the next job is due, capped by ``tick_seconds``."""
         with self._lock:
             entry = self._peek()
         if entry is None:
@@ -524,7 +747,11 @@ class Scheduler:
     def start(self) -> None:
         """Tick on a background (daemon) thread until :meth:`stop`."""
         self._claim("thread")
-        thread = threading.Thread(target=self._thread_main, name=_THREAD_NAME, daemon=True)
+        # The caller's context travels along, so a runner bound by `with TaskRunner()` around
+        # start() is found by the ticks of a scheduler made without one.
+        context = contextvars.copy_context()
+        thread = threading.Thread(target=context.run, args=(self._thread_main,),
+                                  name=_THREAD_NAME, daemon=True)
         self._thread = thread
         try:
             thread.start()
@@ -580,8 +807,9 @@ class Scheduler:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
 
-    def stop(self, timeout: float | None = 5.0) -> None:
-        """Stop ticking. With ``start()``, wait (up to ``timeout``) for the thread to end.
+    def stop(self, timeout: float | None = 5.0, *, wait: bool = True) -> None:
+        """Stop ticking. With ``start()`` and ``wait``, wait (up to ``timeout`` seconds, None
+        for no limit) for the thread to end.
 
         Jobs stay registered, so ``start()`` can resume them; missed firings are not backfilled.
         Already-submitted handles keep running in the runner.
@@ -591,7 +819,7 @@ class Scheduler:
         self._stopping.set()
         self._notify()
         thread = self._thread
-        if thread is None or thread is threading.current_thread():
+        if thread is None or thread is threading.current_thread() or not wait:
             return
         thread.join(timeout)
         if thread.is_alive():

@@ -144,7 +144,7 @@ def _every(value: Any) -> float:
     job = scheduler.every(value).do(noop)
     job.cancel()
     assert job.interval is not None
-    return job.interval.total_seconds()
+    return job.interval.total_seconds()  # an Interval: seconds that also read as a timedelta
 
 
 SECONDS_KNOBS = [
@@ -161,8 +161,12 @@ SECONDS_KNOBS = [
          seconds_rule()),
     Knob("runner.checkpoint_interval", "checkpoint_interval",
          lambda v: TaskRunner(checkpoint_interval=v).checkpoint_interval, seconds_rule()),
+    # poll_interval=None (the default) leaves tick_seconds, its 0.1.0 name, in charge.
     Knob("scheduler.poll_interval", "poll_interval",
          lambda v: Scheduler(_RUNNER, clock=FakeClock(START), poll_interval=v),
+         seconds_rule(minimum=0.001, none=True), stored=False),
+    Knob("scheduler.tick_seconds", "tick_seconds",
+         lambda v: Scheduler(_RUNNER, clock=FakeClock(START), tick_seconds=v),
          seconds_rule(minimum=0.001), stored=False),
     Knob("scheduler.every", "every(seconds)", _every,
          seconds_rule(minimum=0.001, timedeltas=True)),
@@ -242,8 +246,10 @@ TYPE_KNOBS = [
          lambda v: v is None or isinstance(v, TaskRunner), stored=False),
     Knob("scheduler.runner", "runner", _scheduler_for,
          lambda v: v is None or isinstance(v, TaskRunner), stored=False),
+    # A clock is a Clock, or (as in 0.1.0) a function returning epoch seconds; a class is neither.
     Knob("scheduler.clock", "clock", lambda v: Scheduler(_RUNNER, clock=v),
-         lambda v: v is None or isinstance(v, FakeClock | SystemClock), stored=False),
+         lambda v: v is None or isinstance(v, FakeClock | SystemClock)
+         or (callable(v) and not isinstance(v, type)), stored=False),
     Knob("scheduler.every.name", "name",
          lambda v: Scheduler(_RUNNER, clock=FakeClock(START)).every(5, name=v),
          lambda v: v is None or (isinstance(v, str) and bool(v)), stored=False),

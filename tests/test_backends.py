@@ -92,7 +92,7 @@ def test_process_backend_with_decorated_and_class_tasks() -> None:
 
 
 def test_process_failures_and_retries_cross_the_boundary(tmp_path: Path) -> None:
-    flaky = task(backend="process", retries=2)(engine_helpers.fail_first)
+    flaky = task(backend="process", retries=2, backoff="none")(engine_helpers.fail_first)
     with TaskRunner(on_task_error="continue") as runner:
         bad = runner.submit(task(backend="process")(engine_helpers.fail_with_value_error),
                             "from a worker")
@@ -128,7 +128,7 @@ def _nested_function() -> Any:
 def test_current_task_in_the_asyncio_and_thread_backends() -> None:
     seen: list[TaskContext | None] = []
 
-    @task(name="ctx-thread", backend="thread", retries=1)
+    @task(name="ctx-thread", backend="thread", retries=1, backoff="none")
     def in_thread(x: int) -> int:
         ctx = current_task()
         seen.append(ctx)
@@ -230,7 +230,7 @@ def test_without_max_workers_async_tasks_all_overlap() -> None:
                     break
                 await asyncio.sleep(0.001)
 
-    with TaskRunner() as runner:
+    with TaskRunner(max_workers=None) as runner:  # None: no cap (the default is 8)
         for _ in range(n):
             runner.submit(body)
         runner.run()
@@ -318,7 +318,7 @@ def test_many_small_tasks_on_each_backend() -> None:
              for i in range(50)]
         p = [engine_helpers.process_square.submit(i) for i in range(10)]
         results = runner.run()
-    assert results.ok and len(results) == 260
+    assert results.ok and len(results.by_key()) == 260
     assert [h.result() for h in a] == [2 * i for i in range(200)]
     assert [h.result() for h in t] == [2 * i for i in range(50)]
     assert [h.result() for h in p] == [i * i for i in range(10)]

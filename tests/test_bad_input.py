@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pyworkflowy_nb import TaskBase, TaskRunner, task
+from pyworkflowy_nb import JSONCheckpointer, TaskBase, TaskRunner, task
 from pyworkflowy_nb.exceptions import CheckpointError
 
 
@@ -159,9 +159,9 @@ def test_depends_on_a_handle_of_another_runner() -> None:
     with pytest.raises(ValueError) as info:
         two.submit(square, 2, depends_on=[foreign])
     assert repr(foreign.key) in str(info.value)
-    assert "another runner" in str(info.value) and "same TaskRunner" in str(info.value)
+    assert "different runner" in str(info.value) and "same TaskRunner" in str(info.value)
     assert two.handles == []
-    with pytest.raises(ValueError, match="another runner"):
+    with pytest.raises(ValueError, match="different runner"):
         two.add_dependency(two.submit(square, 3), foreign)
 
 
@@ -214,10 +214,12 @@ def test_checkpoint_path_of_the_wrong_type() -> None:
         TaskRunner(checkpoint_path=3)  # type: ignore[arg-type]
 
 
-def test_resume_from_a_missing_file_names_it(tmp_path: Path) -> None:
+def test_resume_from_a_path_with_nothing_yet_starts_fresh_there(tmp_path: Path) -> None:
+    # Issue 9: nothing written yet is not an error; the runner checkpoints at that path.
     missing = tmp_path / "missing.json"
-    with pytest.raises(CheckpointError, match=str(missing)):
-        TaskRunner.resume(missing)
+    runner = TaskRunner.resume(missing)
+    assert isinstance(runner.checkpointer, JSONCheckpointer)
+    assert runner.checkpointer.path == missing
 
 
 def test_resume_keeps_other_runner_options_validated(tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ g = runner.submit(gate, task_key="gate")
 e = runner.submit(other, depends_on=[g], task_key="other")
 view = watch(runner)
 results = runner.run()
-print("ran:", sorted((k, r.status.value) for k, r in results.items()))
+print("ran:", sorted((k, r.status.value) for k, r in results.by_key().items()))
 """,
 ]
 

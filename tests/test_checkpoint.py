@@ -7,7 +7,6 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +65,25 @@ def _reset_calls() -> None:
     CALLS.clear()
 
 
+@pytest.fixture(autouse=True)
+def _private_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pickle checkpoints are signed with the per-user key: never touch the real one here.
+    monkeypatch.setenv("PYWORKFLOWY_NB_KEY_FILE", str(tmp_path / "keys" / "checkpoint.key"))
+
+
+def stored(path: Path) -> dict[str, dict[str, Any]]:
+    """What ``JSONCheckpointer(path).load()`` holds (the 0.1.0 state), entries by id."""
+    state = JSONCheckpointer(path).load()
+    return {} if state is None else {e["id"]: e for e in state["handles"]}
+
+
+def rec(key: str, value: Any, status: str = "completed") -> dict[str, Any]:
+    """A well-formed stored record."""
+    return {"key": key, "name": key, "fingerprint": "f-" + key, "status": status,
+            "value": value, "error": None, "attempts": 1, "started_at": 1.0,
+            "finished_at": 2.0}
+
+
 def build(runner: TaskRunner, order: list[int] | None = None) -> TaskHandle[int]:
     """Five squares feeding a total, submitted in ``order``."""
     order = order if order is not None else list(range(5))
@@ -91,7 +109,8 @@ def test_checkpoint_path_uses_json_and_resume_primes_completed_tasks(tmp_path: P
         second = again.run()
     assert CALLS == []  # nothing ran again
     assert all(h.restored for h in again.handles)
-    assert {k: r.value for k, r in second.items()} == {k: r.value for k, r in first.items()}
+    assert {k: r.value for k, r in second.by_key().items()} == {
+        k: r.value for k, r in first.by_key().items()}
     assert t.result() == 0 and t.status is TaskStatus.COMPLETED
 
 
@@ -100,7 +119,7 @@ def test_final_checkpoint_is_written_when_the_run_ends(tmp_path: Path) -> None:
     runner = TaskRunner(checkpoint_path=path, checkpoint_interval=3600.0)
     build(runner)
     runner.run()  # no shutdown: the end of the run alone must have written everything
-    records = JSONCheckpointer(path).load()
+    records = stored(path)
     assert len(records) == 6
     assert all(r["status"] == "completed" for r in records.values())
     runner.shutdown()
@@ -116,10 +135,7 @@ def test_interval_zero_checkpoints_while_the_run_goes_on(tmp_path: Path) -> None
         return "late"
 
     def saved_keys() -> set[str]:
-        try:
-            return set(JSONCheckpointer(path).load())
-        except CheckpointError:  # not written yet
-            return set()
+        return set(stored(path))
 
     with TaskRunner(checkpoint_path=path, checkpoint_interval=0) as runner:
         early = runner.submit(square, 3)
@@ -136,7 +152,7 @@ def test_records_hold_status_value_attempts_and_times(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     attempts: list[int] = []
 
-    @task(retries=1, name="flaky")
+    @task(retries=1, backoff="none", name="flaky")
     def flaky() -> list[int]:
         attempts.append(1)
         if len(attempts) == 1:
@@ -151,7 +167,7 @@ def test_records_hold_status_value_attempts_and_times(tmp_path: Path) -> None:
         h = runner.submit(flaky)
         b = runner.submit(broken)
         runner.run()
-    records = JSONCheckpointer(path).load()
+    records = stored(path)
     rec = records[h.key]
     assert rec["status"] == "completed" and rec["value"] == [1, 2] and rec["attempts"] == 2
     assert rec["fingerprint"] == h.fingerprint
@@ -227,7 +243,7 @@ def test_an_unstorable_result_is_not_checkpointed_and_runs_again(tmp_path: Path)
         s = runner.submit(square, 4)
         assert runner.run().ok  # the run itself is fine
     assert p.result() == Point(1, -1)
-    records = JSONCheckpointer(path).load()
+    records = stored(path)
     assert records[p.key]["status"] != "completed"
     assert records[s.key]["status"] == "completed"
     CALLS.clear()
@@ -267,36 +283,43 @@ def test_loading_with_the_wrong_codec_is_refused(tmp_path: Path) -> None:
 
 
 class MemoryCheckpointer(Checkpointer):
-    """A custom checkpointer: keeps records in a dict and remembers each save."""
+    """A custom checkpointer written to the 0.1.0 contract: it keeps the last whole state."""
 
     def __init__(self) -> None:
-        self.store: dict[str, dict[str, Any]] = {}
-        self.saves: list[set[str]] = []
+        self.state: dict[str, Any] | None = None
+        self.saves = 0
 
     def check(self, value: object, *, what: str) -> None:
         if isinstance(value, float):
             raise CheckpointError(f"{what}: no floats in this store")
 
-    def save(self, records: Mapping[str, dict[str, Any]]) -> None:
-        self.saves.append(set(records))
-        self.store.update({k: dict(v) for k, v in records.items()})
+    def save(self, state: dict[str, Any]) -> None:
+        self.saves += 1
+        self.state = json.loads(json.dumps(state))  # what a store of JSON would give back
 
-    def load(self) -> dict[str, dict[str, Any]]:
-        return {k: dict(v) for k, v in self.store.items()}
+    def load(self) -> dict[str, Any] | None:
+        return self.state
 
 
-def test_custom_checkpointer_subclass(tmp_path: Path) -> None:
+def test_custom_checkpointer_subclass_gets_the_whole_state(tmp_path: Path) -> None:
     store = MemoryCheckpointer()
     with TaskRunner(checkpointer=store, checkpoint_interval=0) as runner:
-        build(runner)
+        t0 = build(runner)
         runner.run()
-    assert len(store.store) == 6
-    saved = set().union(*store.saves)
-    assert saved == set(store.store)
-    # Each save carries only records that changed since the previous one.
-    assert sum(len(s) for s in store.saves) == 6
+    assert store.state is not None and store.state["version"] == 1
+    entries = store.state["handles"]
+    # One entry per handle, in submission order, with the 0.1.0 fields (plus our fingerprint).
+    assert [e["id"] for e in entries] == [h.key for h in runner.handles]
+    last = entries[-1]
+    assert last["depends_on"] == [h.key for h in t0.parents]
+    assert {k: last[k] for k in ("name", "args", "kwargs", "status", "value", "error",
+                                 "attempts")} == {
+        "name": total.name, "args": [], "kwargs": {}, "status": "completed", "value": 0,
+        "error": None, "attempts": 1}
+    assert entries[0]["args"] == [0] and entries[0]["value"] == 0
+    assert last["started_at"] <= last["finished_at"] and last["fingerprint"] == t0.fingerprint
     with pytest.raises(CheckpointError, match="no floats"):
-        runner.submit(square, 1.5)
+        TaskRunner(checkpointer=store).submit(square, 1.5)  # `runner` is shut down by now
     CALLS.clear()
     with TaskRunner.resume(store) as again:
         t = build(again, order=[4, 3, 2, 1, 0])
@@ -304,13 +327,76 @@ def test_custom_checkpointer_subclass(tmp_path: Path) -> None:
     assert CALLS == [] and t.restored and t.result() == 0
 
 
+class SqliteCheckpointer(Checkpointer):
+    """A user's checkpointer that keeps the state's JSON in a database, as 0.1.0 users did."""
+
+    def __init__(self, db: Path) -> None:
+        import sqlite3
+
+        self.db = sqlite3.connect(db, check_same_thread=False)
+        self.db.execute("create table if not exists state (id integer primary key, body text)")
+
+    def save(self, state: dict[str, Any]) -> None:
+        with self.db:
+            self.db.execute("insert or replace into state values (1, ?)", (json.dumps(state),))
+
+    def load(self) -> dict[str, Any] | None:
+        row = self.db.execute("select body from state where id = 1").fetchone()
+        return None if row is None else json.loads(row[0])
+
+
+def test_a_database_checkpointer_works_for_saving_and_for_resume(tmp_path: Path) -> None:
+    db = tmp_path / "state.sqlite"
+    fail = {"on": True}
+
+    @task(name="flaky")
+    def flaky() -> str:
+        CALLS.append("flaky")
+        if fail["on"]:
+            raise RuntimeError("down")
+        return "up"
+
+    store = SqliteCheckpointer(db)
+    assert store.load() is None
+    with TaskRunner(checkpointer=store, on_task_error="continue") as runner:
+        build(runner)
+        runner.submit(flaky)
+        runner.run()
+    fail["on"] = False
+    CALLS.clear()
+    # The 0.1.0 form: a path plus the checkpointer, here a new one on the same database.
+    with TaskRunner.resume(db, checkpointer=SqliteCheckpointer(db)) as again:
+        t = build(again, order=[2, 0, 4, 1, 3])
+        f = again.submit(flaky)
+        assert again.run().ok
+    assert CALLS == ["flaky"]  # only what had failed ran again
+    assert t.restored and t.result() == 0 and f.result() == "up" and not f.restored
+    with TaskRunner.resume(SqliteCheckpointer(db)) as third:  # and today's form
+        build(third)
+        third.submit(flaky)
+        third.run()
+    assert all(h.restored for h in third.handles)
+
+
+def test_a_custom_checkpointer_that_returns_garbage_is_a_checkpoint_error() -> None:
+    store = MemoryCheckpointer()
+    store.state = {"version": 1, "handles": [{"id": "x", "status": "completed",
+                                              "attempts": "abc"}]}
+    with pytest.raises(CheckpointError, match="attempts") as info:
+        TaskRunner.resume(store)
+    assert info.value.path == "MemoryCheckpointer"
+    store.state = {"handles": []}
+    with pytest.raises(CheckpointError, match="version"):
+        TaskRunner.resume(store)
+
+
 def test_base_checkpointer_check_accepts_anything() -> None:
     class Minimal(Checkpointer):
-        def save(self, records: Mapping[str, dict[str, Any]]) -> None:
+        def save(self, state: dict[str, Any]) -> None:
             return None
 
-        def load(self) -> dict[str, dict[str, Any]]:
-            return {}
+        def load(self) -> dict[str, Any] | None:
+            return None
 
     Minimal().check(object(), what="anything")
     with pytest.raises(TypeError):
@@ -522,7 +608,7 @@ def test_a_crash_while_replacing_the_manifest_keeps_the_previous_checkpoint(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "state.json"
     cp = JSONCheckpointer(path)
-    cp.save({"a": {"key": "a", "status": "completed", "value": 1}})
+    cp.write_records({"a": rec("a", 1)})
     before = path.read_bytes()
 
     real_replace = os.replace
@@ -534,12 +620,11 @@ def test_a_crash_while_replacing_the_manifest_keeps_the_previous_checkpoint(
 
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk unplugged"):
-        cp.save({"b": {"key": "b", "status": "completed", "value": 2}})
+        cp.write_records({"b": rec("b", 2)})
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no litter
-    loaded = JSONCheckpointer(path).load()
-    assert loaded == {"a": {"key": "a", "status": "completed", "value": 1}}
+    assert JSONCheckpointer(path).read_records() == {"a": rec("a", 1)}
 
 
 def test_a_crash_mid_run_surfaces_as_checkpoint_error_and_keeps_old_state(
@@ -548,6 +633,7 @@ def test_a_crash_mid_run_surfaces_as_checkpoint_error_and_keeps_old_state(
     with TaskRunner(checkpoint_path=path) as runner:
         runner.submit(square, 1)
         runner.run()
+    old_segments = json.loads(path.read_text())["segments"]
     real_replace = os.replace
 
     def failing_replace(src: Any, dst: Any) -> None:
@@ -563,50 +649,53 @@ def test_a_crash_mid_run_surfaces_as_checkpoint_error_and_keeps_old_state(
         runner2.run()
     monkeypatch.undo()
     assert h.result() == 4  # the work itself was done
-    assert set(JSONCheckpointer(path).load()) == {f"{square.name}(1)"}
+    # The manifest is the old one, but the journal it does not cover yet holds the new record.
+    assert json.loads(path.read_text())["segments"] == old_segments
+    assert set(stored(path)) == {f"{square.name}(1)", f"{square.name}(2)"}
     runner2.shutdown()
 
 
 def test_saves_write_only_what_changed_and_segments_stay_few(tmp_path: Path) -> None:
+    from pyworkflowy_nb import _checkpoint
+
     path = tmp_path / "state.json"
     cp = JSONCheckpointer(path)
     written: list[int] = []
-    real = JSONCheckpointer.encode
+    real = _checkpoint.atomic_write
 
-    def counting(self: JSONCheckpointer, obj: object) -> bytes:
-        data = real(self, obj)
-        written.append(len(obj))  # type: ignore[arg-type]
-        return data
+    def counting(target: Path, data: bytes, mode: int = 0o644) -> None:
+        if target != path:
+            written.append(len(json.loads(data)))  # records in this segment
+        real(target, data, mode)
 
-    JSONCheckpointer.encode = counting  # type: ignore[method-assign]
+    _checkpoint.atomic_write = counting  # type: ignore[assignment]
     try:
         for i in range(128):
-            cp.save({f"k{i}": {"key": f"k{i}", "status": "completed", "value": i}})
+            cp.write_records({f"k{i}": rec(f"k{i}", i)})
     finally:
-        JSONCheckpointer.encode = real  # type: ignore[method-assign]
+        _checkpoint.atomic_write = real
     segments = json.loads(path.read_text())["segments"]
     assert len(segments) <= 8  # O(log n) segments, not one per save
     files = sorted(p.name for p in (tmp_path / "state.json.d").iterdir())
     assert files == sorted(s["file"] for s in segments)  # merged ones were deleted
     # Binary-counter merging: every record is rewritten O(log n) times, not n times.
     assert sum(written) <= 128 * 9
-    loaded = JSONCheckpointer(path).load()
-    assert {k: r["value"] for k, r in loaded.items()} == {f"k{i}": i for i in range(128)}
+    assert {k: r["value"] for k, r in stored(path).items()} == {f"k{i}": i for i in range(128)}
 
 
 def test_a_later_save_overrides_an_earlier_record(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     cp = JSONCheckpointer(path)
-    cp.save({"a": {"key": "a", "status": "failed", "value": None}})
-    cp.save({"b": {"key": "b", "status": "completed", "value": 1}})
-    cp.save({"a": {"key": "a", "status": "completed", "value": 2}})
-    loaded = JSONCheckpointer(path).load()
+    cp.write_records({"a": rec("a", None, "failed")})
+    cp.write_records({"b": rec("b", 1)})
+    cp.write_records({"a": rec("a", 2)})
+    loaded = stored(path)
     assert loaded["a"]["status"] == "completed" and loaded["a"]["value"] == 2
     # Resuming from it and saving more keeps building on what was loaded.
     cp2 = JSONCheckpointer(path)
-    cp2.load()
-    cp2.save({"c": {"key": "c", "status": "completed", "value": 3}})
-    assert set(JSONCheckpointer(path).load()) == {"a", "b", "c"}
+    cp2.read_records()
+    cp2.write_records({"c": rec("c", 3)})
+    assert set(stored(path)) == {"a", "b", "c"}
 
 
 def test_a_new_runner_on_an_old_path_starts_afresh(tmp_path: Path) -> None:
@@ -617,7 +706,7 @@ def test_a_new_runner_on_an_old_path_starts_afresh(tmp_path: Path) -> None:
     with TaskRunner(checkpoint_path=path) as runner:  # not resume: a new checkpoint
         runner.submit(square, 2)
         runner.run()
-    assert set(JSONCheckpointer(path).load()) == {f"{square.name}(2)"}
+    assert set(stored(path)) == {f"{square.name}(2)"}
     assert len(list((tmp_path / "state.json.d").iterdir())) == 1
 
 
@@ -631,7 +720,7 @@ def test_resume_keeps_old_records_it_did_not_resubmit(tmp_path: Path) -> None:
         again.submit(square, 2)
         again.submit(square, 3)
         again.run()
-    keys = set(JSONCheckpointer(path).load())
+    keys = set(stored(path))
     assert keys == {f"{square.name}({i})" for i in (1, 2, 3)}
 
 
@@ -687,15 +776,17 @@ def test_a_damaged_segment_raises_checkpoint_error_naming_it(tmp_path: Path,
     with pytest.raises(CheckpointError) as info:
         TaskRunner.resume(path)
     assert str(segment) in str(info.value)
-    assert info.value.path == str(segment)
+    assert info.value.path == str(path)  # the checkpoint the user gave
 
 
-def test_a_missing_checkpoint_is_an_error_not_a_fresh_start(tmp_path: Path) -> None:
+def test_resume_where_nothing_was_written_starts_fresh_and_checkpoints_there(
+        tmp_path: Path) -> None:
     path = tmp_path / "nowhere.json"
-    with pytest.raises(CheckpointError, match="no checkpoint at") as info:
-        TaskRunner.resume(path)
-    assert str(path) in str(info.value)
-    assert not path.exists()
+    with TaskRunner.resume(path) as runner:
+        assert runner.checkpointer is not None and not path.exists()
+        h = runner.submit(square, 3)
+        runner.run()
+    assert not h.restored and set(stored(path)) == {h.key}
 
 
 def test_a_segment_with_an_undecodable_body_is_reported(tmp_path: Path) -> None:
@@ -711,7 +802,7 @@ def test_a_segment_with_an_undecodable_body_is_reported(tmp_path: Path) -> None:
     path.write_text(json.dumps(body))
     with pytest.raises(CheckpointError, match="cannot be decoded") as info:
         TaskRunner.resume(path)
-    assert info.value.path == str(seg)
+    assert info.value.path == str(path) and str(seg) in str(info.value)
 
 
 def test_concurrent_flushes_of_the_writer_take_turns() -> None:
@@ -723,15 +814,17 @@ def test_concurrent_flushes_of_the_writer_take_turns() -> None:
         store = MemoryCheckpointer()
         gate = threading.Event()
         real_save = store.save
+        version = {"n": 0}
 
-        def slow_save(records: Mapping[str, dict[str, Any]], real: Any = real_save,
+        def slow_save(state: dict[str, Any], real: Any = real_save,
                       gate: threading.Event = gate) -> None:
             gate.wait(HANG_GUARD)
-            real(records)
+            real(state)
 
         store.save = slow_save  # type: ignore[method-assign]
-        writer = CheckpointWriter(store, 0.0)
-        writer.record({"key": "a", "status": "completed", "value": 1})
+        writer = CheckpointWriter(store, 0.0, lambda v=version: {"version": 1, "handles": [
+            {"id": f"k{v['n']}", "status": "pending"}]})
+        writer.ended(dict)
         errors: list[BaseException] = []
 
         def flush(writer: CheckpointWriter = writer, errors: list[BaseException] = errors
@@ -744,13 +837,51 @@ def test_concurrent_flushes_of_the_writer_take_turns() -> None:
         threads = [threading.Thread(target=flush) for _ in range(3)]
         for t in threads:
             t.start()
-        writer.record({"key": "b", "status": "completed", "value": 2})
+        version["n"] = 1
+        writer.ended(dict)
         gate.set()
         for t in threads:
             t.join(HANG_GUARD)
-        assert errors == []
+        assert errors == [] and not any(t.is_alive() for t in threads)
         writer.flush()
-        assert set(store.store) == {"a", "b"}
+        assert store.state is not None and store.state["handles"][0]["id"] == "k1"
+
+
+def test_records_committed_while_the_writer_flushes_are_not_stranded(tmp_path: Path) -> None:
+    # A new run can commit records while the previous run's final flush compacts; every
+    # flush must return and every record must reach the checkpoint.
+    from pyworkflowy_nb._writer import CheckpointWriter
+
+    cp = JSONCheckpointer(tmp_path / "state.json")
+    writer = CheckpointWriter(cp, 0.0, dict)
+    stop = threading.Event()
+    sent: list[str] = []
+
+    def producer() -> None:
+        i = 0
+        while not stop.is_set():
+            key = f"k{i}"
+            writer.commit([rec(key, i)])
+            sent.append(key)
+            i += 1
+            if i % 50 == 0:
+                threading.Event().wait(0.0005)
+
+    t = threading.Thread(target=producer, daemon=True)
+    t.start()
+    try:
+        for _ in range(30):
+            flusher = threading.Thread(target=writer.flush, daemon=True)
+            flusher.start()
+            flusher.join(HANG_GUARD)
+            assert not flusher.is_alive(), "flush hung with records left behind"
+    finally:
+        stop.set()
+        t.join(HANG_GUARD)
+    writer.flush()
+    assert set(stored(tmp_path / "state.json")) == set(sent)
+    assert [p.name for p in (tmp_path / "state.json.d").iterdir()
+            if p.name.startswith("journal-")] == []  # all compacted
 
 
 @settings(max_examples=60, deadline=None)
@@ -832,7 +963,7 @@ def test_a_run_aborted_by_a_failure_still_writes_its_final_checkpoint(tmp_path: 
         runner.submit(fragile, depends_on=ok)
         with pytest.raises(RuntimeError, match="bug"):
             runner.run()
-    records = JSONCheckpointer(path).load()
+    records = stored(path)
     assert {h.key for h in ok} <= {k for k, r in records.items() if r["status"] == "completed"}
     broken["on"] = False
     CALLS.clear()
@@ -841,41 +972,6 @@ def test_a_run_aborted_by_a_failure_still_writes_its_final_checkpoint(tmp_path: 
         fixed = again.submit(fragile, depends_on=hs)
         assert again.run().ok
     assert CALLS == ["fragile"] and fixed.result() == "fixed"
-
-
-def test_records_arriving_while_the_writer_closes_are_not_stranded() -> None:
-    # A new run can record results while the previous run's final flush is closing the
-    # writer thread; the flush must still return and every record must reach the store.
-    from pyworkflowy_nb._writer import CheckpointWriter
-
-    store = MemoryCheckpointer()
-    writer = CheckpointWriter(store, 0.0)
-    stop = threading.Event()
-    sent: list[str] = []
-
-    def producer() -> None:
-        i = 0
-        while not stop.is_set():
-            key = f"k{i}"
-            writer.record({"key": key, "status": "completed", "value": i})
-            sent.append(key)
-            i += 1
-            if i % 50 == 0:
-                threading.Event().wait(0.0005)
-
-    t = threading.Thread(target=producer, daemon=True)
-    t.start()
-    try:
-        for _ in range(300):
-            flusher = threading.Thread(target=writer.flush, daemon=True)
-            flusher.start()
-            flusher.join(HANG_GUARD)
-            assert not flusher.is_alive(), "flush hung with records left behind"
-    finally:
-        stop.set()
-        t.join(HANG_GUARD)
-    writer.flush()
-    assert set(store.store) == set(sent)
 
 
 def test_resume_replays_add_dependency_on_restored_handles(tmp_path: Path) -> None:

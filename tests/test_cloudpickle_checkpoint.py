@@ -134,9 +134,9 @@ def test_round_trip_of_arrays_frames_lambdas_and_cell_defined_code(ckpath: Path)
         "function": ns["scale"],
         "instance": ns["Point"](3, 4),
     }
-    CloudpickleCheckpointer(ckpath).save({k: record(k, v) for k, v in values.items()})
+    CloudpickleCheckpointer(ckpath).write_records({k: record(k, v) for k, v in values.items()})
 
-    loaded = {k: r["value"] for k, r in CloudpickleCheckpointer(ckpath).load().items()}
+    loaded = {k: r["value"] for k, r in CloudpickleCheckpointer(ckpath).read_records().items()}
     assert set(loaded) == set(values)
     np.testing.assert_array_equal(loaded["array"], values["array"])
     assert loaded["array"].dtype == np.float32
@@ -150,7 +150,7 @@ def test_round_trip_of_arrays_frames_lambdas_and_cell_defined_code(ckpath: Path)
 def test_cell_defined_code_loads_in_a_fresh_interpreter(ckpath: Path) -> None:
     """What a kernel restart needs: the new process has never seen the cell's definitions."""
     ns = cell_namespace(CELL)
-    CloudpickleCheckpointer(ckpath).save({
+    CloudpickleCheckpointer(ckpath).write_records({
         "pt": record("pt", ns["scale"](ns["Point"](3, 4), k=3)),
         "fn": record("fn", ns["scale"]),
         "square": record("square", lambda v: v * v),
@@ -159,7 +159,7 @@ def test_cell_defined_code_loads_in_a_fresh_interpreter(ckpath: Path) -> None:
     script = textwrap.dedent(f"""
         import json
         from pyworkflowy_nb.notebook._checkpoint import CloudpickleCheckpointer
-        recs = CloudpickleCheckpointer({str(ckpath)!r}).load()
+        recs = CloudpickleCheckpointer({str(ckpath)!r}).read_records()
         v = {{k: r["value"] for k, r in recs.items()}}
         print(json.dumps([v["pt"].norm(), v["fn"](v["pt"], k=2).norm(), v["square"](7),
                           int(v["frame"]["n"].sum())]))
@@ -228,8 +228,8 @@ def test_checkpoint_files_are_owner_only_whatever_the_umask(ckpath: Path, umask:
     old = os.umask(umask)
     try:
         checkpointer = CloudpickleCheckpointer(ckpath)
-        checkpointer.save({"a": record("a", 1)})
-        checkpointer.save({"b": record("b", [2])})
+        checkpointer.write_records({"a": record("a", 1)})
+        checkpointer.write_records({"b": record("b", [2])})
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(parts).st_mode) == 0o700
@@ -241,13 +241,13 @@ def test_checkpoint_files_are_owner_only_whatever_the_umask(ckpath: Path, umask:
 
 def test_key_file_is_created_owner_only_and_reused(private_key_file: Path, ckpath: Path) -> None:
     assert not private_key_file.exists()
-    CloudpickleCheckpointer(ckpath).save({"a": record("a", 1)})
+    CloudpickleCheckpointer(ckpath).write_records({"a": record("a", 1)})
     assert stat.S_IMODE(os.stat(private_key_file).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(private_key_file.parent).st_mode) == 0o700
     key = private_key_file.read_bytes()
     assert len(key) == 32
     # A second checkpointer (a restarted kernel) reads the same key, so it trusts the file.
-    assert CloudpickleCheckpointer(ckpath).load()["a"]["value"] == 1
+    assert CloudpickleCheckpointer(ckpath).read_records()["a"]["value"] == 1
     assert private_key_file.read_bytes() == key
     assert load_or_create_key() == key
 
@@ -329,27 +329,28 @@ def test_explicit_keys_are_validated(ckpath: Path) -> None:
 def test_a_checkpoint_signed_with_another_key_never_runs_its_payload(
         ckpath: Path, tmp_path: Path, decode_calls: list[int]) -> None:
     marker = tmp_path / "payload-ran"
-    CloudpickleCheckpointer(ckpath, key=KEY_A).save({"evil": record("evil", MakeDirOnLoad(marker))})
+    CloudpickleCheckpointer(ckpath, key=KEY_A).write_records(
+        {"evil": record("evil", MakeDirOnLoad(marker))})
     with pytest.raises(CheckpointError, match="another key") as err:
-        CloudpickleCheckpointer(ckpath, key=KEY_B).load()
+        CloudpickleCheckpointer(ckpath, key=KEY_B).read_records()
     assert err.value.path == str(ckpath)
     assert not marker.exists()
     assert decode_calls == []
     # The payload is live: with the right key it does run, which is why the check matters.
-    CloudpickleCheckpointer(ckpath, key=KEY_A).load()
+    CloudpickleCheckpointer(ckpath, key=KEY_A).read_records()
     assert marker.is_dir()
 
 
 def test_a_flipped_segment_byte_is_refused_before_unpickling(
         ckpath: Path, tmp_path: Path, decode_calls: list[int]) -> None:
     marker = tmp_path / "payload-ran"
-    CloudpickleCheckpointer(ckpath).save({"x": record("x", MakeDirOnLoad(marker))})
+    CloudpickleCheckpointer(ckpath).write_records({"x": record("x", MakeDirOnLoad(marker))})
     segment = only_segment(ckpath)
     data = bytearray(segment.read_bytes())
     data[len(data) // 2] ^= 0x01
     segment.write_bytes(bytes(data))
     with pytest.raises(CheckpointError) as err:
-        CloudpickleCheckpointer(ckpath).load()
+        CloudpickleCheckpointer(ckpath).read_records()
     assert str(segment) in str(err.value)
     assert not marker.exists()
     assert decode_calls == []
@@ -362,7 +363,7 @@ def test_a_replaced_segment_with_a_matching_digest_fails_the_manifest_signature(
     import cloudpickle
 
     marker = tmp_path / "payload-ran"
-    CloudpickleCheckpointer(ckpath).save({"x": record("x", 1)})
+    CloudpickleCheckpointer(ckpath).write_records({"x": record("x", 1)})
     segment = only_segment(ckpath)
     evil = cloudpickle.dumps([record("x", MakeDirOnLoad(marker))])
     segment.write_bytes(evil)
@@ -372,7 +373,7 @@ def test_a_replaced_segment_with_a_matching_digest_fails_the_manifest_signature(
 
     rewrite_manifest(ckpath, point_at_evil, key=None)  # attacker without the key
     with pytest.raises(CheckpointError, match=r"manifest .* failed the integrity check"):
-        CloudpickleCheckpointer(ckpath).load()
+        CloudpickleCheckpointer(ckpath).read_records()
     assert not marker.exists() and decode_calls == []
 
 
@@ -384,7 +385,7 @@ def test_a_segment_signature_is_checked_even_when_the_manifest_is_valid(
 
     marker = tmp_path / "payload-ran"
     checkpointer = CloudpickleCheckpointer(ckpath)
-    checkpointer.save({"x": record("x", 1)})
+    checkpointer.write_records({"x": record("x", 1)})
     segment = only_segment(ckpath)
     evil = cloudpickle.dumps([record("x", MakeDirOnLoad(marker))])
     segment.write_bytes(evil)
@@ -395,15 +396,16 @@ def test_a_segment_signature_is_checked_even_when_the_manifest_is_valid(
     # Only the manifest is re-signed: the segment's own signature still vouches for the old bytes.
     rewrite_manifest(ckpath, point_at_evil, key=private_key_file.read_bytes())
     with pytest.raises(CheckpointError, match=r"segment .* failed the integrity check") as err:
-        CloudpickleCheckpointer(ckpath).load()
-    assert err.value.path == str(segment)
+        CloudpickleCheckpointer(ckpath).read_records()
+    assert err.value.path == str(ckpath)  # the checkpoint the user gave; the message names both
+    assert str(segment) in str(err.value)
     assert not marker.exists() and decode_calls == []
 
 
 @pytest.mark.parametrize("edit", ["value", "drop-signature"])
 def test_an_edited_manifest_is_refused(ckpath: Path, edit: str,
                                        decode_calls: list[int]) -> None:
-    CloudpickleCheckpointer(ckpath).save({"x": record("x", 1)})
+    CloudpickleCheckpointer(ckpath).write_records({"x": record("x", 1)})
     body = json.loads(ckpath.read_bytes())
     if edit == "value":
         body["segments"][0]["records"] = 99
@@ -413,16 +415,16 @@ def test_an_edited_manifest_is_refused(ckpath: Path, edit: str,
         expected = "carries no signature"
     ckpath.write_text(json.dumps(body))
     with pytest.raises(CheckpointError, match=expected):
-        CloudpickleCheckpointer(ckpath).load()
+        CloudpickleCheckpointer(ckpath).read_records()
     assert decode_calls == []
 
 
 def test_a_truncated_segment_names_its_path(ckpath: Path, decode_calls: list[int]) -> None:
-    CloudpickleCheckpointer(ckpath).save({"x": record("x", np.arange(1000))})
+    CloudpickleCheckpointer(ckpath).write_records({"x": record("x", np.arange(1000))})
     segment = only_segment(ckpath)
     segment.write_bytes(segment.read_bytes()[:100])
     with pytest.raises(CheckpointError) as err:
-        CloudpickleCheckpointer(ckpath).load()
+        CloudpickleCheckpointer(ckpath).read_records()
     assert str(segment) in str(err.value)
     assert decode_calls == []
 
@@ -433,7 +435,7 @@ def test_a_truncated_segment_names_its_path(ckpath: Path, decode_calls: list[int
 def test_the_manifest_records_python_cloudpickle_and_loaded_libraries(ckpath: Path) -> None:
     import cloudpickle
 
-    CloudpickleCheckpointer(ckpath).save({"x": record("x", 1)})
+    CloudpickleCheckpointer(ckpath).write_records({"x": record("x", 1)})
     env = json.loads(ckpath.read_bytes())["environment"]
     assert env["python"] == f"{platform.python_implementation()} {platform.python_version()}"
     assert env["cloudpickle"] == cloudpickle.__version__
@@ -465,14 +467,14 @@ def test_another_environment_is_refused_before_unpickling(
         ckpath: Path, tmp_path: Path, private_key_file: Path, decode_calls: list[int],
         field: str, recorded: str, expected: str) -> None:
     marker = tmp_path / "payload-ran"
-    CloudpickleCheckpointer(ckpath).save({"x": record("x", MakeDirOnLoad(marker))})
+    CloudpickleCheckpointer(ckpath).write_records({"x": record("x", MakeDirOnLoad(marker))})
 
     def pretend(body: dict[str, Any]) -> None:
         body["environment"][field] = recorded
 
     rewrite_manifest(ckpath, pretend, key=private_key_file.read_bytes())
     with pytest.raises(CheckpointError) as err:
-        CloudpickleCheckpointer(ckpath).load()
+        CloudpickleCheckpointer(ckpath).read_records()
     message = str(err.value)
     assert expected in message
     assert "re-run the tasks" in message
@@ -486,7 +488,7 @@ def test_another_environment_is_refused_before_unpickling(
 def test_a_crash_mid_write_leaves_the_previous_checkpoint_readable(
         ckpath: Path, monkeypatch: pytest.MonkeyPatch, crash_on: str) -> None:
     checkpointer = CloudpickleCheckpointer(ckpath)
-    checkpointer.save({"a": record("a", np.arange(3))})
+    checkpointer.write_records({"a": record("a", np.arange(3))})
     before = ckpath.read_bytes()
 
     real_replace = os.replace
@@ -502,7 +504,7 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_readable(
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="power cut"):
-        checkpointer.save({"b": record("b", "new")})
+        checkpointer.write_records({"b": record("b", "new")})
     monkeypatch.setattr(os, "replace", real_replace)
     assert crashed
 
@@ -512,7 +514,7 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_readable(
     (ckpath.parent / f".{ckpath.name}.1.2.tmp").write_bytes(b'{"format": "pyw')
 
     assert ckpath.read_bytes() == before
-    loaded = CloudpickleCheckpointer(ckpath).load()
+    loaded = CloudpickleCheckpointer(ckpath).read_records()
     assert set(loaded) == {"a"}
     np.testing.assert_array_equal(loaded["a"]["value"], np.arange(3))
 
@@ -521,7 +523,7 @@ def test_a_failed_save_loses_nothing_when_it_is_retried(
         ckpath: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The checkpoint writer re-queues a failed batch; the retry must keep the older records."""
     checkpointer = CloudpickleCheckpointer(ckpath)
-    checkpointer.save({"a": record("a", 1)})
+    checkpointer.write_records({"a": record("a", 1)})
     real_replace = os.replace
 
     def disk_full(src: Any, dst: Any) -> None:
@@ -531,10 +533,10 @@ def test_a_failed_save_loses_nothing_when_it_is_retried(
 
     monkeypatch.setattr(os, "replace", disk_full)
     with pytest.raises(OSError, match="disk full"):
-        checkpointer.save({"b": record("b", 2)})
+        checkpointer.write_records({"b": record("b", 2)})
     monkeypatch.setattr(os, "replace", real_replace)
-    checkpointer.save({"b": record("b", 2)})
-    loaded = CloudpickleCheckpointer(ckpath).load()
+    checkpointer.write_records({"b": record("b", 2)})
+    loaded = CloudpickleCheckpointer(ckpath).read_records()
     assert {k: r["value"] for k, r in loaded.items()} == {"a": 1, "b": 2}
 
 

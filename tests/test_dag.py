@@ -119,7 +119,7 @@ def test_depending_on_an_already_completed_handle() -> None:
         a = make("a").submit()
         runner.run()
         b = make("b").submit(depends_on=[a])
-        assert b.status is TaskStatus.PENDING
+        assert b.status is TaskStatus.READY  # its only dependency is done: it waits for a run
         runner.run()
     assert order == ["a", "b"]
     assert b.result() == "b"
@@ -225,7 +225,7 @@ def test_dependency_already_failed_at_submit_time_applies_policy_at_once() -> No
         anyway = make("r", on_dep_failure="run-anyway").submit(depends_on=[bad])
         assert failing.status is TaskStatus.FAILED  # decided during submit, no run needed
         assert skipping.status is TaskStatus.SKIPPED
-        assert anyway.status is TaskStatus.PENDING
+        assert anyway.status is TaskStatus.READY
         runner.run()
     assert anyway.result() == "r"
     assert order == ["bad", "r"]
@@ -422,7 +422,7 @@ def test_random_dags_under_raise_leave_every_handle_terminal(
         return
     assert isinstance(raised, Boom)
     origin = handles[int(str(raised))]
-    assert origin.status is TaskStatus.FAILED and origin.exception is raised
+    assert origin.status is TaskStatus.FAILED and origin.exception() is raised
     # The abort cancels whatever had not ended; the policies then carry that cancellation
     # downstream (a "fail" child of a cancelled parent fails, a "skip" child is skipped).
     def cancelled_above(h: TaskHandle[Any]) -> bool:

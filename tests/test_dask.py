@@ -135,7 +135,7 @@ def meet(folder: str, name: str, expected: int) -> int:
     return os.getpid()
 
 
-@task(name="flaky_fetch", backend="dask", retries=2)
+@task(name="flaky_fetch", backend="dask", retries=2, backoff="none")
 def flaky_fetch(folder: str) -> int:
     """Fails on its first attempt only; attempts are counted by files, across processes."""
     Path(folder, f"attempt-{uuid.uuid4().hex}").touch()
@@ -320,7 +320,7 @@ def test_dependency_policies_after_a_failing_dask_task(tmp_path: Path, dask_ex: 
 
     assert not results.ok
     assert bad.status is TaskStatus.FAILED
-    assert type(bad.exception) is ValueError  # the task's own error, unwrapped by the lane
+    assert type(bad.exception()) is ValueError  # the task's own error, unwrapped by the lane
     assert str(bad.exception) == "chunk 3 is corrupt"
     assert failed.status is TaskStatus.FAILED
     assert isinstance(failed.exception, DependencyFailedError)
@@ -348,7 +348,7 @@ def test_cancel_of_a_dask_task_that_has_not_started(tmp_path: Path, dask_ex: Exe
         second = runner.submit(touch_and_return, str(tmp_path), "second")
         future = runner.run_in_background()
         _wait((tmp_path / "in-first").exists, "the first task to start on a worker")
-        assert second.status is TaskStatus.PENDING  # the only slot is taken
+        assert second.status is TaskStatus.READY  # the only slot is taken
         assert second.cancel() is True
         assert second.status is TaskStatus.CANCELLED
         release.touch()
@@ -529,7 +529,7 @@ def test_a_cancelled_running_attempt_keeps_its_slot_until_the_body_ends(
         # Cancelling a concurrent future runs its callbacks at once, so a slot given back on
         # cancel would already show here.
         assert runner._dispatch.inflight["dask"] == 1
-        assert second.status is TaskStatus.PENDING  # no slot while the first body runs
+        assert second.status is TaskStatus.READY  # no slot while the first body runs
         assert not (tmp_path / "ran-second").exists()
     future.result(timeout=HANG_GUARD)
     assert second.result() == "second"
@@ -541,7 +541,10 @@ def test_the_dask_lane_is_sized_by_the_cluster_threads(client: Any, dask_ex: Exe
     # timeouts would already tick; the runner keeps the rest in its own queue instead.
     runner = TaskRunner(executors={"dask": dask_ex})
     assert runner._dispatch.caps["dask"] == sum(client.nthreads().values())
-    assert TaskRunner(max_workers=5, executors={"dask": dask_ex})._dispatch.caps["dask"] == 5
+    # max_workers (8 by default) bounds it further, never raises it past the cluster's size.
+    assert TaskRunner(max_workers=1, executors={"dask": dask_ex})._dispatch.caps["dask"] == 1
+    assert TaskRunner(max_workers=None, executors={"dask": dask_ex})._dispatch.caps["dask"] == \
+        sum(client.nthreads().values())
 
 
 def test_a_pure_dask_executor_is_refused(client: Any) -> None:

@@ -281,8 +281,9 @@ def test_any_key_survives_dot_and_svg(keys: list[str]) -> None:
         shown = display_key(k)
         if len(shown) <= 40 and "\n" not in shown and "\r" not in shown and shown.strip() \
                 and shown.isprintable():
-            # Graphviz trims leading/trailing blanks of a label line.
-            assert texts(found[node_id(k)])[0] == shown.strip()
+            # Graphviz may or may not trim blanks at the ends of a label line (it kept the one
+            # of "0 "), so compare without them.
+            assert texts(found[node_id(k)])[0].strip() == shown.strip()
 
 
 # -- DOT, summarised ---------------------------------------------------------------------------

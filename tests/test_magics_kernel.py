@@ -309,11 +309,9 @@ def _log(folder: Path) -> list[str]:
 
 
 def _stored_statuses(path: Path, key: bytes) -> dict[str, Any]:
-    """What a fresh reader finds in the checkpoint now; {} while it is absent or mid-rewrite."""
-    if not path.exists():
-        return {}
+    """What a fresh reader finds in the checkpoint now (its journal too); {} while absent."""
     try:
-        records = CloudpickleCheckpointer(path, key=key).load()
+        records = CloudpickleCheckpointer(path, key=key).read_records() or {}
     except CheckpointError:  # a segment replaced between reading the manifest and it
         return {}
     return {k: r["status"] for k, r in records.items()}

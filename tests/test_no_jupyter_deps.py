@@ -44,7 +44,7 @@ PROGRAM = textwrap.dedent('''
 
     tries = []
 
-    @task(retries=1)
+    @task(retries=1, backoff="none")
     def flaky(x):
         tries.append(x)
         if len(tries) == 1:

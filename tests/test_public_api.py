@@ -6,13 +6,14 @@ import abc
 import dataclasses
 import enum
 import inspect
+import typing
 from collections.abc import Mapping
 
 import pytest
 
 import pyworkflowy_nb
 import pyworkflowy_nb.exceptions as exceptions
-from pyworkflowy_nb import _checkpoint, _context, _events, _handle, _run, _task
+from pyworkflowy_nb import _checkpoint, _context, _events, _handle, _policy, _run, _task
 
 # name -> (the private object it must be, what kind of thing it is)
 EXPECTED = {
@@ -36,11 +37,19 @@ EXPECTED = {
     "PickleCheckpointer": (_checkpoint.PickleCheckpointer, "checkpointer"),
     "load_ipython_extension": (None, "function"),
     "unload_ipython_extension": (None, "function"),
+    # pyWorkflowy 0.1.0 exports its option Literal types and the seven errors at the top level.
+    "Backend": (_policy.Backend, "literal"),
+    "Backoff": (_policy.Backoff, "literal"),
+    "DepFailurePolicy": (_policy.DepFailurePolicy, "literal"),
+    **{name: (getattr(exceptions, name), "exception") for name in exceptions.__all__},
 }
 
 REFERENCE_NAMES = {"task", "Task", "TaskBase", "TaskRunner", "TaskHandle", "TaskStatus",
                    "TaskContext", "TaskResult", "current_task", "get_current_runner",
-                   "Checkpointer", "JSONCheckpointer", "PickleCheckpointer"}
+                   "Checkpointer", "JSONCheckpointer", "PickleCheckpointer",
+                   "Backend", "Backoff", "DepFailurePolicy", "TaskError", "TaskTimeoutError",
+                   "TaskCancelledError", "CycleError", "DependencyFailedError",
+                   "RetryExhaustedError", "CheckpointError"}
 
 
 def test_all_is_sorted_unique_and_covers_the_reference_api() -> None:
@@ -57,6 +66,12 @@ def test_each_export_is_what_it_claims(name: str) -> None:
     private, kind = EXPECTED[name]
     if private is not None:
         assert obj is private
+    if kind == "literal":
+        assert typing.get_origin(obj) is typing.Literal
+        assert all(isinstance(choice, str) for choice in typing.get_args(obj))
+        return
+    if kind == "exception":
+        assert issubclass(obj, exceptions.TaskError)
     if kind == "function":
         assert inspect.isfunction(obj)
         assert obj.__doc__

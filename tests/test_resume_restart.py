@@ -56,9 +56,10 @@ def _ran(side: Path, mode: str) -> list[str]:
 
 def _checkpointed(path: Path) -> dict[str, dict[str, Any]]:
     try:
-        return JSONCheckpointer(path).load()
-    except CheckpointError:  # not written yet (the manifest appears with the first save)
+        state = JSONCheckpointer(path).load()  # the 0.1.0 shape: entries keyed by "id"
+    except CheckpointError:  # caught mid-write by this reader
         return {}
+    return {e["id"]: e for e in state["handles"]} if state is not None else {}
 
 
 def test_resume_after_sigkill_runs_only_what_was_not_checkpointed(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_jitter_adds_a_bounded_random_delay_reproducible_with_a_seed() -> None:
 
 
 def test_jitter_on_top_of_no_backoff() -> None:
-    policy = RetryPolicy(retries=1, jitter=0.2)
+    policy = RetryPolicy(retries=1, backoff="none", jitter=0.2)
     rng = random.Random(3)
     values = [policy.delay(1, rng) for _ in range(100)]
     assert all(0.0 <= v <= 0.2 for v in values)
@@ -105,6 +105,7 @@ def _flaky(fail_times: int, exc: type[Exception] = Transient, **options: object)
             raise exc(f"attempt {ctx.attempt}")
         return "ok"
 
+    options.setdefault("backoff", "none")  # retry at once unless a test asks otherwise
     return task(name=f"flaky-{fail_times}-{exc.__name__}", **options)(body), attempts  # type: ignore[call-overload]
 
 
@@ -248,7 +249,7 @@ def test_retries_in_order_among_several_tasks() -> None:
             if ctx.attempt <= fails:
                 raise Transient(label)
             return label
-        return task(name=label, retries=3)(body)
+        return task(name=label, retries=3, backoff="none")(body)
 
     with TaskRunner(max_workers=1) as runner:
         ha = runner.submit(make("a", 2))  # type: ignore[arg-type]
@@ -319,7 +320,7 @@ def test_timeout_is_per_attempt() -> None:
 
     attempts: list[int] = []
 
-    @task(timeout=5.0, retries=2)
+    @task(timeout=5.0, retries=2, backoff="none")
     async def body() -> str:
         attempts.append(1)
         await asyncio.sleep(0)
@@ -338,7 +339,7 @@ def test_timeout_error_raised_by_body_is_an_ordinary_failure() -> None:
     # A TimeoutError the body raises itself is not a timeout of the task: it can be retried.
     attempts: list[int] = []
 
-    @task(timeout=10.0, retries=1)
+    @task(timeout=10.0, retries=1, backoff="none")
     async def body() -> str:
         attempts.append(1)
         if len(attempts) == 1:

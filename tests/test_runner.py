@@ -67,7 +67,7 @@ def test_context_manager_binds_and_unbinds_the_runner() -> None:
 
 
 def test_submit_without_a_runner_explains_the_fix() -> None:
-    with pytest.raises(RuntimeError, match=r"no TaskRunner is active.*with TaskRunner\(\)"):
+    with pytest.raises(RuntimeError, match=r"no runner is active.*with TaskRunner\(\)"):
         square.submit(1)
 
 
@@ -120,7 +120,8 @@ def test_run_returns_a_mapping_of_results() -> None:
         bad = explode.submit("x")
         results = runner.run()
     assert isinstance(results, RunResults)
-    assert list(results) == [ok.key, bad.key]  # submission order
+    assert list(results) == [ok.name, bad.name]  # by task name (0.1.0), in submission order
+    assert list(results.by_key()) == [ok.key, bad.key]
     assert len(results) == 2
     good = results[ok.key]
     assert isinstance(good, TaskResult)
@@ -161,7 +162,7 @@ def test_skipped_counts_as_ok() -> None:
 def test_handle_attributes() -> None:
     with TaskRunner() as runner:
         h = square.submit(6)
-        assert h.status is TaskStatus.PENDING
+        assert h.status is TaskStatus.READY  # no dependencies: it waits for a run only
         assert not h.done()
         assert (h.started_at, h.finished_at, h.duration, h.exception) == (None, None, None, None)
         assert h.attempts == 0
@@ -188,7 +189,8 @@ def test_handle_attributes() -> None:
 
 def test_status_enum_values_and_terminal_flags() -> None:
     values = {s.name: s.value for s in TaskStatus}
-    assert values == {"PENDING": "pending", "RUNNING": "running", "RETRYING": "retrying",
+    assert values == {"PENDING": "pending", "READY": "ready", "RUNNING": "running",
+                      "RETRYING": "retrying",
                       "COMPLETED": "completed", "FAILED": "failed", "SKIPPED": "skipped",
                       "CANCELLED": "cancelled"}
     assert {s for s in TaskStatus if s.terminal} == {
@@ -292,7 +294,7 @@ def test_on_task_error_log_logs_and_continues(caplog: pytest.LogCaptureFixture) 
     assert len(records) == 1
     assert records[0].levelno == logging.ERROR
     assert bad.key in records[0].getMessage()
-    assert records[0].exc_info is not None and records[0].exc_info[1] is bad.exception
+    assert records[0].exc_info is not None and records[0].exc_info[1] is bad.exception()
 
 
 def test_on_task_error_log_does_not_log_dependency_failures(
@@ -500,7 +502,7 @@ def test_submissions_from_another_thread_join_the_current_run() -> None:
         release.set()
         results = future.result(HANG_GUARD)
     assert [h.result() for h in added] == [i * i for i in range(20)]
-    assert len(results) == 21 and results.ok
+    assert len(results.by_key()) == 21 and results.ok
 
 
 def test_submissions_from_inside_a_task_are_executed_by_the_same_run() -> None:
@@ -522,7 +524,7 @@ def test_submissions_from_inside_a_task_are_executed_by_the_same_run() -> None:
         fan_out.submit(3)
         fan_out_in_thread.submit(2)
         results = runner.run()
-    assert len(results) == 7
+    assert len(results.by_key()) == 7
     assert all(h.done() for h in children)
     assert sorted(h.result() for h in children) == [0, 1, 4, 10000, 10201]
 
@@ -652,7 +654,7 @@ def test_subscribe_and_unsubscribe(caplog: pytest.LogCaptureFixture) -> None:
 def test_event_kinds_include_retrying_and_cancelled_and_restored(tmp_path: Path) -> None:
     attempts: list[int] = []
 
-    @task(retries=1)
+    @task(retries=1, backoff="none")
     def flaky() -> str:
         attempts.append(1)
         if len(attempts) == 1:
@@ -719,7 +721,7 @@ def test_runner_repr_counts_statuses() -> None:
     with TaskRunner(on_task_error="continue") as runner:
         square.submit(1)
         explode.submit("x")
-        assert repr(runner) == "<TaskRunner backend=asyncio 2 pending>"
+        assert repr(runner) == "<TaskRunner backend=asyncio 2 ready>"
         runner.run()
     assert repr(runner) == "<TaskRunner backend=asyncio 1 completed, 1 failed>"
 
@@ -847,7 +849,7 @@ def test_many_threads_submitting_dependent_tasks_into_one_run() -> None:
         release.set()
         results = future.result(HANG_GUARD)
     assert results.ok
-    assert len(results) == 601
+    assert len(results.by_key()) == 601
     for h, expected in made:
         assert h.result() == expected
         for p in h.parents:

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from .._checkpoint import Checkpointer
+from .._records import state_from_records
 from ..exceptions import CheckpointError
 
 if TYPE_CHECKING:
-    from .._checkpoint import FileCheckpointer, Record
+    from .._checkpoint import FileCheckpointer
+    from .._records import Record
 
 __all__ = [
     "CheckpointFile",
@@ -72,7 +74,7 @@ class CheckpointFile:
         self._lock = threading.Lock()
         self._path: Path | None = None
         self._checkpointer: FileCheckpointer | None = None
-        self._records_cache: tuple[tuple[str, int, int], dict[str, Record]] | None = None
+        self._records_cache: tuple[tuple[Any, ...], dict[str, Record]] | None = None
 
     @property
     def path(self) -> Path | None:
@@ -106,9 +108,9 @@ class CheckpointFile:
             if path is None:
                 return None
             ckpt = self._checkpointer
-            # With no file on disk, start a fresh checkpointer: one that loaded or wrote
+            # With nothing on disk, start a fresh checkpointer: one that loaded or wrote
             # segments before would otherwise name files that are gone.
-            if ckpt is None or not path.exists():
+            if ckpt is None or not ckpt.exists():
                 from ._checkpoint import CloudpickleCheckpointer
 
                 ckpt = self._checkpointer = CloudpickleCheckpointer(path)
@@ -134,20 +136,42 @@ class CheckpointFile:
         path = self._path
         if path is None:
             return None
-        try:
-            st = path.stat()
-        except FileNotFoundError:
+        stamp = _stamp(path)
+        if stamp is None:
             return None
-        stamp = (str(path), st.st_mtime_ns, st.st_size)
         cached = self._records_cache
         if cached is not None and cached[0] == stamp:
             return cached[1]
         from ._checkpoint import CloudpickleCheckpointer
 
         # A separate reader: the session's checkpointer keeps its own view for writing.
-        records = CloudpickleCheckpointer(path).load()
+        records = CloudpickleCheckpointer(path).read_records()
+        if records is None:
+            return None
         self._records_cache = (stamp, records)
         return records
+
+
+def _stamp(path: Path) -> tuple[Any, ...] | None:
+    """What changes whenever the checkpoint does: the manifest's and the journals' sizes and
+    times (a killed kernel may have left journals and no manifest yet); None if nothing."""
+    parts: list[tuple[str, int, int]] = []
+    for candidate in [path, *_journals(path)]:
+        try:
+            st = candidate.stat()
+        except OSError:
+            continue
+        parts.append((candidate.name, st.st_mtime_ns, st.st_size))
+    return (str(path), *parts) if parts else None
+
+
+def _journals(path: Path) -> list[Path]:
+    folder = path.with_name(path.name + ".d")
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return [folder / n for n in names if n.startswith("journal-")]
 
 
 class Preloaded(Checkpointer):
@@ -156,8 +180,8 @@ class Preloaded(Checkpointer):
     def __init__(self, records: dict[str, Record]) -> None:
         self._records = records
 
-    def load(self) -> dict[str, Record]:
-        return self._records
+    def load(self) -> dict[str, Any]:
+        return state_from_records(self._records.values())
 
     def save(self, records: Any) -> None:  # pragma: no cover - a priming runner never runs
         raise CheckpointError("the priming runner never saves")

@@ -349,7 +349,7 @@ class WorkflowMagics(Magics):
                 raise UsageError(f"every: {exc}") from None
             job = book.every(seconds, rest[1:])
             print(f"wfy: scheduled {' '.join(rest[1:])} {job.describe()}; next at "
-                  f"{timestamp(job.next_fire, missing='never')}")
+                  f"{timestamp(job.next_fire_at, missing='never')}")
         elif action == "cron":
             if len(rest) == 1:
                 raise UsageError(f"cron needs an expression and at least one NAME; "
@@ -357,7 +357,7 @@ class WorkflowMagics(Magics):
             expr, names = _split_cron(rest)
             job = book.cron(expr, names)
             print(f"wfy: scheduled {' '.join(names)} {job.describe()}; next at "
-                  f"{timestamp(job.next_fire, missing='never')}")
+                  f"{timestamp(job.next_fire_at, missing='never')}")
         elif action == "list":
             if rest:
                 raise UsageError(f"list takes no arguments, got {' '.join(rest)!r}")

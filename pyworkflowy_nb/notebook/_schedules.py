@@ -145,7 +145,7 @@ class ScheduleBook:
             rows.append({
                 "tasks": " ".join(e.names),
                 "trigger": job.describe(),
-                "next": timestamp(job.next_fire, missing="-"),
+                "next": timestamp(job.next_fire_at, missing="-"),
                 "runs": str(e.runs),
                 "last": e.last,
             })

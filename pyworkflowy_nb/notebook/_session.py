@@ -275,6 +275,9 @@ class Session:
                 name=cell.name,
                 backend="asyncio" if cell.backend in ("process", "dask") else cell.backend,
                 retries=cell.retries,
+                # Cells retry at once, as they always did (the magics have no backoff flag);
+                # the engine's own default is 0.1.0's exponential backoff.
+                backoff="none",
                 timeout=cell.timeout,
                 version=self.effective_version(cell),
             )
@@ -292,12 +295,12 @@ class Session:
         ckpt = self.checkpointer() if persist else None
         if ckpt is None:
             return TaskRunner(**options)
-        if not ckpt.path.exists():
+        if not ckpt.exists():
             return TaskRunner(checkpointer=ckpt, **options)
         if restore:
             return TaskRunner.resume(ckpt, **options)
         # Load anyway: the checkpointer must build on the stored segments, not replace them.
-        ckpt.load()
+        ckpt.read_records()
         return TaskRunner(checkpointer=ckpt, **options)
 
     def effective_version(self, cell: CellTask) -> str:
