@@ -142,7 +142,7 @@ for layer in range(10):
 view = watch(runner)
 results = runner.run()
 view.flush(timeout=60)
-print("large run ok:", results.ok, len(results))
+print("large run ok:", results.ok, len(runner.handles))
 """,
 ]
 
