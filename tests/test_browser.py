@@ -164,6 +164,9 @@ def _saved_cells(front: str) -> list[str]:
         "'released'",
         "%%task other --after gate\n'after the gate'",
         "%wfy_run",
+        "%%task later\n'in the background'",
+        "%wfy_run later --background",
+        "%wfy_wait",
     ]
 
 
@@ -438,8 +441,12 @@ def test_live_colours_then_a_static_picture_that_survives_a_reload(
                                                   ".jp-OutputArea .wfy-runner-widget"])
         (root / f"release-{front}").touch()
         page.wait_for_function(_FILLS_MATCH, arg=[list(final), list(final.values()), _STATIC])
+        # The background run's widget gives way to its picture too, once %wfy_wait has run.
+        page.wait_for_function(
+            f"() => document.querySelectorAll('{_STATIC}').length === 2")
         assert page.locator(".jp-OutputArea .wfy-runner-widget").count() == 0  # replaced
-        page.locator(_STATIC).screenshot(path=str(ARTIFACTS / f"browser-static-{front}.png"))
+        page.locator(_STATIC).first.screenshot(
+            path=str(ARTIFACTS / f"browser-static-{front}.png"))
         page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
         page.wait_for_function(
             "() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
@@ -448,12 +455,16 @@ def test_live_colours_then_a_static_picture_that_survives_a_reload(
             if session["path"].endswith(notebook):
                 _api(base, token, f"sessions/{session['id']}", method="DELETE")
         page.reload()
-        page.wait_for_selector(_STATIC)
+        page.wait_for_function(
+            f"() => document.querySelectorAll('{_STATIC}').length === 2")
         page.wait_for_function(_FILLS_MATCH, arg=[list(final), list(final.values()), _STATIC])
         text = page.inner_text(".jp-NotebookPanel")
-        header = page.inner_text(f"{_STATIC} .wfy-header")
+        header = page.locator(f"{_STATIC} .wfy-header").first.inner_text()
     saved = json.loads((root / notebook).read_text())
-    outputs = saved["cells"][-1]["outputs"]
+    later = "".join(next(o for o in saved["cells"][-2]["outputs"] if "data" in o)["data"]
+                    ["text/plain"])
+    assert later.startswith("wfy run completed: 1 tasks")
+    outputs = saved["cells"][-4]["outputs"]
     assert [o["output_type"] for o in outputs if "data" in o] == ["display_data"]
     assert "application/vnd.jupyter.widget-view+json" not in outputs[0]["data"]
     assert "".join(outputs[0]["data"]["text/plain"]).startswith("wfy run failed: 5 tasks")
