@@ -710,9 +710,12 @@ class Dispatcher:
         x._exception = err
         x.finished_at = stamp if stamp is not None else self.now()
         x._inflight = None
-        # Nothing reads the context of a terminal handle (every path checks the status first),
-        # and a million finished handles would otherwise keep a million of them alive.
-        x._ctx = None
+        # A terminal handle needs its context only for the progress it reported (handle.progress
+        # reads it; every other path checks the status first); a million finished handles
+        # would otherwise keep a million contexts alive.
+        ctx = x._ctx
+        if ctx is not None and ctx._progress is None:
+            x._ctx = None
         self.unfinished -= 1
 
     @staticmethod
