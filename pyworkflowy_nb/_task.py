@@ -12,6 +12,7 @@ the runner's default to plain callables only): the handle's ``backend`` says whe
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Iterable
@@ -133,6 +134,12 @@ class Task(Generic[P, R]):
         self._owner_cls = _owner_cls
         if backend is not None:
             self.check_backend(backend)
+        # The user's function keeps its face: help(), `?`, completion and inspect.signature
+        # read __wrapped__, __doc__, __name__... from the task as from the function itself.
+        # The class form wraps the bound ``run``, so its signature has no ``self``.
+        functools.update_wrapper(self, fn)
+        if _owner_cls is not None and not getattr(fn, "__doc__", None):
+            self.__doc__ = _owner_cls.__doc__
 
     # -- options ---------------------------------------------------------------------------
     @property
