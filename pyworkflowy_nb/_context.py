@@ -22,7 +22,7 @@ _event_lock = threading.Lock()
 class TaskContext:
     """What a task body can learn about its own execution: name, key, attempt, cancel flag."""
 
-    __slots__ = ("_cancelled", "_event", "attempt", "key", "name", "runner")
+    __slots__ = ("_cancelled", "_event", "_seceded", "attempt", "key", "name", "runner")
 
     def __init__(self, name: str, key: str, attempt: int,
                  runner: TaskRunner | None = None) -> None:
@@ -32,6 +32,7 @@ class TaskContext:
         self.runner = runner  # the runner executing this task, for submissions from the body
         self._cancelled = False
         self._event: threading.Event | None = None  # made on first use: most tasks never ask
+        self._seceded = 0  # waits on other handles going on in this body (slot given back)
 
     @property
     def cancel_event(self) -> threading.Event:
