@@ -53,9 +53,10 @@ class TaskEvent:
 class EventBus:
     """A copy-on-write list of listeners: emitting never takes a lock."""
 
-    __slots__ = ("_listeners", "_lock", "active")
+    __slots__ = ("_listeners", "_lock", "_now", "active")
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now  # the runner's clock: events carry its timestamps
         self._listeners: tuple[Listener, ...] = ()
         self._lock = threading.Lock()
         self.active = False  # a plain attribute: the dispatcher reads it per transition
@@ -77,7 +78,7 @@ class EventBus:
     def emit(self, kind: str, handle: TaskHandle[Any] | None, attempt: int = 0,
              error: BaseException | None = None, when: float | None = None) -> None:
         """Tell every listener; ``when`` is the transition's timestamp if the caller has it."""
-        event = TaskEvent(kind, handle, time.time() if when is None else when, attempt, error)
+        event = TaskEvent(kind, handle, self._now() if when is None else when, attempt, error)
         for listener in self._listeners:
             try:
                 listener(event)
