@@ -221,6 +221,9 @@ class Dispatcher:
             if bus.active:
                 bus.emit("restored", h, h.attempts)
             return
+        if h.task.cache and self.cache is not None and not h.parents \
+                and self._hit_on_admission(h):
+            return
         self.unfinished += 1
         failed = _graph.wire(h)
         if failed is not None and h.task.on_dep_failure != "run-anyway":
@@ -597,8 +600,8 @@ class Dispatcher:
         lane = lane_of(h)
         args, kwargs = call_args(h)
         try:
-            key = cache_key(task.name, task.version, task.code_fingerprint(), task.fn, args,
-                            kwargs, task.cache_key_fn)
+            key = cache_key(task.name, task.cache_prefix(), task.fn, args, kwargs,
+                            task.cache_key_fn)
         except Exception as exc:  # a failing cache_key_fn fails the task, visibly
             with self.lock:
                 self.release(lane)
@@ -627,6 +630,25 @@ class Dispatcher:
             self.cache_owners[key] = h
             h._cache_key = key
         return False
+
+    def _hit_on_admission(self, h: TaskHandle[Any]) -> bool:
+        """A ``cache=True`` task with nothing to wait for: its arguments are final, so look
+        it up now, and on a hit complete it without ever queueing it (cheaper than a no-op
+        run). A miss, or a key that cannot be made, is left to :meth:`_from_cache`."""
+        store = self.cache
+        assert store is not None
+        task = h.task
+        try:
+            key = cache_key(task.name, task.cache_prefix(), task.fn, h.args, h.kwargs,
+                            task.cache_key_fn)
+            value = store.get(key)
+        except Exception:
+            return False
+        if value is store.MISS:
+            return False
+        self.unfinished += 1
+        self._complete_cached(h, value)
+        return True
 
     def _complete_cached(self, h: TaskHandle[Any], value: Any) -> None:
         h.cached = True

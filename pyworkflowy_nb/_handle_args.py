@@ -76,8 +76,11 @@ def _swap(obj: Any, swap: Callable[[TaskHandle[Any]], Any]) -> Any:
 
 def _replace(args: tuple[Any, ...], kwargs: dict[str, Any],
              swap: Callable[[TaskHandle[Any]], Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    return (tuple([_swap(a, swap) for a in args]),
-            {k: _swap(v, swap) for k, v in kwargs.items()})
+    # Scalars pass as they are, handles are swapped directly: only containers recurse.
+    new_args = tuple([a if type(a) in _SKIP else swap(a) if type(a) is TaskHandle
+                      else _swap(a, swap) for a in args]) if args else args
+    new_kwargs = {k: _swap(v, swap) for k, v in kwargs.items()} if kwargs else kwargs
+    return new_args, new_kwargs
 
 
 def _ref(h: TaskHandle[Any]) -> str:

@@ -227,12 +227,13 @@ class TaskRunner:
                 "client.get_executor(pure=False)}) with a dask.distributed Client")
         parents = _graph.check_parents(self, depends_on, task.name)
         refs = None
-        found = find_handles(args, kwargs)
-        if found:
-            # Handle arguments are dependencies; keys and checkpoints see them by task key.
-            parents = _graph.check_parents(self, (*parents, *found), task.name)
-            refs = key_form(args, kwargs)
-        id_args, id_kwargs = refs or (args, kwargs)
+        id_args, id_kwargs = args, kwargs
+        if args or kwargs:
+            found = find_handles(args, kwargs)
+            if found:
+                # Handle arguments are dependencies; keys and checkpoints see them by key.
+                parents = _graph.check_parents(self, (*parents, *found), task.name)
+                refs = id_args, id_kwargs = key_form(args, kwargs)
         checkpointer = self.checkpointer
         encoded = None
         if checkpointer is not None:

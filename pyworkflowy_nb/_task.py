@@ -149,7 +149,7 @@ class Task(Generic[P, R]):
         self.cache: bool = cache
         self.cache_ttl: float | None = cache_ttl
         self.cache_key_fn: Callable[..., str] | None = cache_key_fn
-        self._code_fp: str | None = None  # the code fingerprint, computed on first cache use
+        self._code_fp: str | None = None  # cache_prefix(), computed on first cache use
         self._owner_cls = _owner_cls
         if backend is not None:
             self.check_backend(backend)
@@ -238,12 +238,13 @@ class Task(Generic[P, R]):
         )
         return handle
 
-    def code_fingerprint(self) -> str:
-        """A hash of this task's code, part of its default cache key (see ``_cache``)."""
+    def cache_prefix(self) -> str:
+        """Name, version and a hash of the code: how this task's cache keys begin (see
+        ``_cache``). Computed once per task."""
         if self._code_fp is None:
-            from ._cache import code_fingerprint
+            from ._cache import code_fingerprint, key_prefix
 
-            self._code_fp = code_fingerprint(self.fn)
+            self._code_fp = key_prefix(self.name, self.version, code_fingerprint(self.fn))
         return self._code_fp
 
     def map(self, iterable: Iterable[Any], *more_iterables: Iterable[Any], runner: Any = None,

@@ -279,3 +279,19 @@ def test_bad_options_are_refused() -> None:
         task(cache_ttl=5)(lambda: 1)
     with pytest.raises(TypeError, match="cache must be"):
         TaskRunner(cache="redis")
+
+
+def test_a_hit_under_a_checkpoint_is_journaled_and_resumes(tmp_path: Path) -> None:
+    CALLS.clear()
+    store = MemoryStore()
+    run_square(store, 6)
+    path = tmp_path / "ck.json"
+    with TaskRunner(cache=store, checkpoint_path=path) as runner:
+        hit = square.submit(6)
+        runner.run()
+    assert hit.cached and hit.result() == 36
+    resumed = TaskRunner.resume(path, cache=False)
+    with resumed:
+        again = square.submit(6)
+        resumed.run()
+    assert again.restored and again.result() == 36 and CALLS == [6]
