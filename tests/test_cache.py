@@ -295,3 +295,21 @@ def test_a_hit_under_a_checkpoint_is_journaled_and_resumes(tmp_path: Path) -> No
         again = square.submit(6)
         resumed.run()
     assert again.restored and again.result() == 36 and CALLS == [6]
+
+
+def test_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    db_path = tmp_path / "busy.sqlite"
+    DiskStore(db_path)  # create the table before the writers race
+    script = textwrap.dedent(f"""
+        import sys
+        from pyworkflowy_nb._cache import DiskStore
+        store = DiskStore({str(db_path)!r})
+        for i in range(40):
+            store.put(f"{{sys.argv[1]}}-{{i}}", i, None)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", script, tag], env=env) for tag in "ab"]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    store = DiskStore(db_path)
+    assert len(store) == 80
+    assert store.get("a-39") == 39 and store.get("b-0") == 0
