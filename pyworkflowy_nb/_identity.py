@@ -141,8 +141,10 @@ def base_key(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
 
 
 def _own_digest(handle: TaskHandle[Any], encoded: bytes | None = None) -> str:
-    parts = [b"wfy1", handle.name.encode(), (handle.task.version or "").encode(),
-             encoded if encoded is not None else encode_args(handle.args, handle.kwargs)]
+    if encoded is None:
+        args, kwargs = handle._refs or (handle.args, handle.kwargs)
+        encoded = encode_args(args, kwargs)
+    parts = [b"wfy1", handle.name.encode(), (handle.task.version or "").encode(), encoded]
     # Parent order in depends_on is incidental; sorting keeps the identity independent of it.
     if handle.parents:
         parts.extend(sorted((p._fingerprint or "").encode() for p in handle.parents))

@@ -162,6 +162,7 @@ class Session:
         retries: int = 0,
         timeout: float | None = None,
         backend: str | None = None,
+        cache: bool = False,
     ) -> CellTask:
         """Define (or redefine) the node ``name`` whose body is ``source``; do not run it."""
         check_name(name)
@@ -197,6 +198,7 @@ class Session:
             timeout=timeout, backend=resolved, version=cell_version(source),
             is_async=is_async, filename=filename, body=body, last=last,
             refs=tuple(sorted(referenced_names(body, last) - set(edges))),
+            cache=cache,
         )
         with self._lock:
             trial = dict(self._tasks)
@@ -258,7 +260,8 @@ class Session:
         """
         plan = self.plan(names)
         workers = max_workers if max_workers is not None else self.max_workers
-        runner = self._new_runner(workers, restore=restore, persist=persist)
+        runner = self._new_runner(workers, restore=restore, persist=persist,
+                                  cache=any(c.cache for c in plan))
         runner.subscribe(self._land)
         for listener in listeners:
             runner.subscribe(listener)
@@ -270,6 +273,7 @@ class Session:
         handles: dict[str, TaskHandle[Any]] = {}
         for cell in plan:
             upstream = {a: handles[a] for a in cell.after}
+            version = self.effective_version(cell)
             node = Task(
                 self._make_body(cell, upstream),
                 name=cell.name,
@@ -279,19 +283,23 @@ class Session:
                 # the engine's own default is 0.1.0's exponential backoff.
                 backoff="none",
                 timeout=cell.timeout,
-                version=self.effective_version(cell),
+                version=version,
+                cache=cell.cache,
+                cache_key_fn=_cell_cache_key(version, upstream) if cell.cache else None,
             )
             handles[cell.name] = runner.submit(
                 node, depends_on=list(upstream.values()), task_key=cell.name
             )
         return handles
 
-    def _new_runner(self, max_workers: int | None, *, restore: bool, persist: bool
-                    ) -> TaskRunner:
+    def _new_runner(self, max_workers: int | None, *, restore: bool, persist: bool,
+                    cache: bool = False) -> TaskRunner:
         from .._run import TaskRunner
 
         # Failures are reported by the magic after the run; the other branches keep going.
-        options: dict[str, Any] = {"max_workers": max_workers, "on_task_error": "continue"}
+        # --cache cells share the engine's disk store, which outlives the kernel.
+        options: dict[str, Any] = {"max_workers": max_workers, "on_task_error": "continue",
+                                   "cache": "disk" if cache else False}
         ckpt = self.checkpointer() if persist else None
         if ckpt is None:
             return TaskRunner(**options)
@@ -581,3 +589,18 @@ class Session:
                 "version": cell.version[:8],
             })
         return rows
+
+
+def _cell_cache_key(version: str, upstream: dict[str, TaskHandle[Any]]
+                    ) -> Callable[..., str]:
+    """A ``--cache`` cell's key: its effective version (source and the namespace values it
+    reads) and its --after tasks' results, which reach the body by name, not as arguments."""
+    import hashlib
+
+    from .._identity import encode_args
+
+    def key(fn: Any, args: Any, kwargs: Any) -> str:
+        values = {n: h.result() for n, h in upstream.items()}
+        return f"{version}:{hashlib.sha256(encode_args((), values)).hexdigest()}"
+
+    return key
