@@ -45,8 +45,9 @@ import os
 import pickle
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _encode_str
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -70,6 +71,7 @@ from ._ckpt_io import (
     segment_pattern,
     write_all,
 )
+from ._identity import scalar_json as _scalar_json
 from ._records import Invalid, Record, records_from_state, state_from_records, validate_records
 from .exceptions import CheckpointError
 
@@ -96,6 +98,48 @@ _JSON = json.JSONEncoder(separators=(",", ":"))
 _MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
 _C_ENCODE = (_MAKE_ENCODER(None, _JSON.default, json.encoder.encode_basestring_ascii, None, ":",
                            ",", False, False, True) if _MAKE_ENCODER is not None else None)
+
+
+
+def _scalars_json(values: Iterable[object]) -> str | None:
+    parts = []
+    for value in values:
+        text = _scalar_json(value)
+        if text is None:
+            return None
+        parts.append(text)
+    return "[" + ",".join(parts) + "]"
+
+
+def _record_json(rec: Record) -> bytes | None:
+    """A journal record of scalars formatted directly (one per completion): what the C
+    encoder writes for the dict, minus its per-key work, and decoding to the same record. None
+    when the value or an argument is not a plain scalar, or a field has an unexpected type
+    (the encoder handles, or refuses, those)."""
+    if len(rec) != 12:
+        return None
+    try:
+        value = _scalar_json(rec["value"])
+        args, kwargs, attempts = rec["args"], rec["kwargs"], rec["attempts"]
+        started, finished = _scalar_json(rec["started_at"]), _scalar_json(rec["finished_at"])
+        if (value is None or started is None or finished is None or type(args) is not tuple
+                or type(kwargs) is not dict or kwargs or type(attempts) is not int):
+            return None
+        args_json = _scalars_json(args) if args else "[]"
+        if args_json is None:
+            return None
+        key, name, fp, status = rec["key"], rec["name"], rec["fingerprint"], rec["status"]
+        error, parents = rec["error"], rec["depends_on"]
+        deps = "[" + ",".join(map(_encode_str, parents)) + "]" if parents else "[]"
+        text = (f'{{"key":{_encode_str(key)},"name":{_encode_str(name)},'
+                f'"fingerprint":{_encode_str(fp)},"status":{_encode_str(status)},'
+                f'"value":{value},"error":{"null" if error is None else _encode_str(error)},'
+                f'"attempts":{int.__repr__(attempts)},"started_at":{started},'
+                f'"finished_at":{finished},'
+                f'"args":{args_json},"kwargs":{{}},"depends_on":{deps}}}')
+    except (KeyError, TypeError):  # a field of another type: the encoder decides
+        return None
+    return text.encode()
 
 
 class Checkpointer(abc.ABC):
@@ -813,6 +857,9 @@ class JSONCheckpointer(FileCheckpointer):
         return loads_json(data)
 
     def encode_part(self, rec: Record) -> bytes:
+        fast = _record_json(rec)
+        if fast is not None:
+            return fast
         if _C_ENCODE is None:  # not CPython
             return _JSON.encode(rec).encode()
         return "".join(_C_ENCODE(rec, 0)).encode()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._handle import TaskHandle
 
-__all__ = ["args_digest", "base_key", "encode_args", "fingerprint"]
+__all__ = ["args_digest", "base_key", "encode_args", "fingerprint", "scalar_json"]
 
 _SCALARS = (int, float, str, bool, type(None))
 _MAX_READABLE = 60
@@ -50,7 +50,7 @@ def _sets_sorted(obj: Any) -> Any:
 _INF = float("inf")
 
 
-def _scalar_json(value: Any) -> str | None:
+def scalar_json(value: Any) -> str | None:
     """``value`` as ``json.dumps`` would write it, for the common scalar types; else None.
 
     Written by hand because ``json.dumps`` costs microseconds per call in set-up alone, which
@@ -81,13 +81,13 @@ def _encode_scalars(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes | No
     """The canonical JSON of scalar-only arguments without ``json.dumps``; None otherwise."""
     parts: list[str] = []
     for a in args:
-        text = _scalar_json(a)
+        text = scalar_json(a)
         if text is None:
             return None
         parts.append(text)
     items: list[str] = []
     for k in sorted(kwargs):
-        text = _scalar_json(kwargs[k])
+        text = scalar_json(kwargs[k])
         if text is None:
             return None
         items.append(f"{_encode_str(k)}:{text}")
@@ -145,9 +145,12 @@ def _own_digest(handle: TaskHandle[Any], encoded: bytes | None = None) -> str:
         args, kwargs = handle._refs or (handle.args, handle.kwargs)
         encoded = encode_args(args, kwargs)
     parts = [b"wfy1", handle.name.encode(), (handle.task.version or "").encode(), encoded]
-    # Parent order in depends_on is incidental; sorting keeps the identity independent of it.
-    if handle.parents:
-        parts.extend(sorted((p._fingerprint or "").encode() for p in handle.parents))
+    parents = handle.parents
+    if len(parents) == 1:  # the common case: no generator, no sort
+        parts.append((parents[0]._fingerprint or "").encode())
+    elif parents:
+        # Parent order in depends_on is incidental; sorting keeps the identity independent.
+        parts.extend(sorted([(p._fingerprint or "").encode() for p in parents]))
     return hashlib.blake2b(b"\0".join(parts), digest_size=16).hexdigest()
 
 
@@ -156,7 +159,10 @@ def fingerprint(handle: TaskHandle[Any], encoded: bytes | None = None) -> str:
 
     ``encoded``: ``encode_args`` of the handle's arguments, when the caller has it already.
     """
-    if all(p._fingerprint is not None for p in handle.parents):
+    for p in handle.parents:  # a loop: cheaper than all() over a generator for one parent
+        if p._fingerprint is None:
+            break
+    else:
         handle._fingerprint = _own_digest(handle, encoded)
         return handle._fingerprint
     # Iterative post-order walk: a 100,000-deep chain must not hit the recursion limit.
