@@ -111,17 +111,29 @@ def _scalars_json(values: Iterable[object]) -> str | None:
     return "[" + ",".join(parts) + "]"
 
 
+# The completions of one commit share their finish time (one float object): its text is kept
+# from the record before, saving a float repr per record of a wide pass.
+_finish_memo: tuple[object, str | None] = (None, "null")
+
+
 def _record_json(rec: Record) -> bytes | None:
     """A journal record of scalars formatted directly (one per completion): what the C
     encoder writes for the dict, minus its per-key work, and decoding to the same record. None
     when the value or an argument is not a plain scalar, or a field has an unexpected type
     (the encoder handles, or refuses, those)."""
+    global _finish_memo
     if len(rec) != 12:
         return None
     try:
         value = _scalar_json(rec["value"])
         args, kwargs, attempts = rec["args"], rec["kwargs"], rec["attempts"]
-        started, finished = _scalar_json(rec["started_at"]), _scalar_json(rec["finished_at"])
+        started = _scalar_json(rec["started_at"])
+        stamp, memo = rec["finished_at"], _finish_memo
+        if stamp is memo[0]:
+            finished: str | None = memo[1]
+        else:
+            finished = _scalar_json(stamp)
+            _finish_memo = (stamp, finished)
         if (value is None or started is None or finished is None or type(args) is not tuple
                 or type(kwargs) is not dict or kwargs or type(attempts) is not int):
             return None

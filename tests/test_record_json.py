@@ -56,3 +56,12 @@ def test_fast_path_declines_what_it_cannot_format() -> None:
                    {"attempts": True}, {"started_at": [0]}):
         assert _record_json({**base, **change}) is None, change
     assert _record_json({k: v for k, v in base.items() if k != "args"}) is None
+
+
+def test_a_shared_finish_time_and_the_next_one_are_both_written_right() -> None:
+    now, later = 1700000000.123456, 1700000001.5
+    first = _record(1, (), 1.0, now, None, (), 1)
+    second = _record(2, (), 1.0, now, None, (), 1)  # the same float object: a commit group
+    third = _record(3, (), 1.0, later, None, (), 1)
+    for rec in (first, second, third, first):
+        assert json.loads(_record_json(rec) or b"") == json.loads(json.dumps(rec))
