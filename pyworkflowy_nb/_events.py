@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ._arguments import check_file_path, check_runner
 
 if TYPE_CHECKING:
+    from ._context import Progress
     from ._handle import TaskHandle
 
 __all__ = ["EventBus", "EventLog", "TaskEvent"]
@@ -40,14 +41,21 @@ class TaskEvent:
     time: float
     attempt: int = 0
     error: BaseException | None = None
+    progress: Progress | None = None  # a "progress" event's report
 
     @property
     def key(self) -> str | None:
         return None if self.handle is None else self.handle.key
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "key": self.key, "time": self.time, "attempt": self.attempt,
-                "error": None if self.error is None else repr(self.error)}
+        out: dict[str, Any] = {
+            "kind": self.kind, "key": self.key, "time": self.time, "attempt": self.attempt,
+            "error": None if self.error is None else repr(self.error),
+        }
+        if self.progress is not None:
+            out["progress"] = {"fraction": self.progress.fraction,
+                               "message": self.progress.message}
+        return out
 
 
 class EventBus:
@@ -75,9 +83,11 @@ class EventBus:
         return unsubscribe
 
     def emit(self, kind: str, handle: TaskHandle[Any] | None, attempt: int = 0,
-             error: BaseException | None = None, when: float | None = None) -> None:
+             error: BaseException | None = None, when: float | None = None,
+             progress: Progress | None = None) -> None:
         """Tell every listener; ``when`` is the transition's timestamp if the caller has it."""
-        event = TaskEvent(kind, handle, time.time() if when is None else when, attempt, error)
+        event = TaskEvent(kind, handle, time.time() if when is None else when, attempt, error,
+                          progress)
         for listener in self._listeners:
             try:
                 listener(event)

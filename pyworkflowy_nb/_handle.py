@@ -33,7 +33,7 @@ from ._arguments import check_optional_seconds
 from .exceptions import TaskError
 
 if TYPE_CHECKING:
-    from ._context import TaskContext
+    from ._context import Progress, TaskContext
     from ._run import TaskRunner
     from ._task import Task
 
@@ -179,6 +179,12 @@ class TaskHandle(Generic[R]):
     @property
     def backend(self) -> str:
         return self._backend
+
+    @property
+    def progress(self) -> Progress | None:
+        """The latest ``current_task().update_progress()`` report of this task, or ``None``."""
+        ctx = self._ctx
+        return None if ctx is None else ctx.progress
 
     @property
     def duration(self) -> float | None:

@@ -43,6 +43,7 @@ __all__ = [
     "format_duration",
     "handle_html",
     "nodes_table_html",
+    "progress_text",
     "runner_html",
     "snapshot_handles",
     "state_of",
@@ -122,6 +123,8 @@ class NodeSnapshot:
     parents: tuple[str, ...]
     started_at: float | None = None
     finished_at: float | None = None
+    progress: float | None = None  # the latest update_progress() fraction, 0..1
+    progress_message: str | None = None
 
 
 def display_key(key: str) -> str:
@@ -152,6 +155,7 @@ def snapshot_handles(
             duration = max(0.0, now - started)
         else:
             duration = None
+        report = getattr(h, "progress", None)
         out.append(
             NodeSnapshot(
                 key=h.key,
@@ -163,9 +167,21 @@ def snapshot_handles(
                 parents=tuple(p.key for p in h.parents),
                 started_at=started,
                 finished_at=finished,
+                progress=None if report is None else report.fraction,
+                progress_message=None if report is None else report.message,
             )
         )
     return tuple(out)
+
+
+def progress_text(node: NodeSnapshot, limit: int = 40) -> str:
+    """``"42% · message"`` for a node that reported progress and is still going, else ``""``."""
+    if node.progress is None or node.state not in ("running", "retrying"):
+        return ""
+    text = f"{node.progress * 100:.0f}%"
+    if node.progress_message:
+        text += f" · {_truncate(node.progress_message, limit)}"
+    return text
 
 
 def format_duration(seconds: float | None) -> str:
@@ -209,8 +225,13 @@ _TABLE_STYLE = "border-collapse:collapse;font-size:12px;text-align:left"
 _CELL = "padding:1px 6px;border-bottom:1px solid #e0e0e0;text-align:left;vertical-align:top"
 
 
-def nodes_table_html(nodes: Sequence[NodeSnapshot], *, limit: int = TABLE_ROW_LIMIT) -> str:
-    """A table of task, state, attempts, duration and error, interesting rows first."""
+def nodes_table_html(nodes: Sequence[NodeSnapshot], *, limit: int = TABLE_ROW_LIMIT,
+                     running_times: bool = True) -> str:
+    """A table of task, state, attempts, duration and error, interesting rows first.
+
+    ``running_times=False`` leaves the duration of unfinished tasks blank, for a view that
+    shows them elsewhere and does not want to resend the table every tick.
+    """
     if limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit!r}")
     ordered = sorted(
@@ -219,12 +240,13 @@ def nodes_table_html(nodes: Sequence[NodeSnapshot], *, limit: int = TABLE_ROW_LI
     rows = []
     for _, n in ordered[:limit]:
         error = html.escape(_truncate(n.error, _ERROR_CHARS)) if n.error else ""
+        took = n.duration if running_times or n.finished_at is not None else None
         rows.append(
             f'<tr data-key="{html.escape(n.key)}">'
             f'<td style="{_CELL}"><code>{html.escape(display_key(n.key))}</code></td>'
-            f'<td style="{_CELL}">{_badge(n.state)}</td>'
+            f'<td style="{_CELL}">{_badge(n.state)} {html.escape(progress_text(n))}</td>'
             f'<td style="{_CELL}">{n.attempts}</td>'
-            f'<td style="{_CELL}">{format_duration(n.duration)}</td>'
+            f'<td style="{_CELL}">{format_duration(took)}</td>'
             f'<td style="{_CELL}">{error}</td></tr>'
         )
     more = len(nodes) - min(len(nodes), limit)

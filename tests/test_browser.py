@@ -1,8 +1,12 @@
-"""The live widget in a real browser: JupyterLab on localhost, headless Chromium via Playwright.
+"""The live widget in a real browser: JupyterLab 4 and Notebook 7 on localhost, headless Chromium.
 
 A notebook runs a small DAG in which one task fails (so one is skipped), with the live view
 displayed. The test reads the SVG JupyterLab rendered and checks each node's final fill, then
-saves a screenshot under ``test-artifacts/``.
+saves a screenshot under ``test-artifacts/``. In both front ends a ``%wfy_run`` shows live colours
+while a task waits, then its static picture, which is still there after the notebook is saved,
+its kernel shut down and the page reloaded. A 500-task layered DAG must fit the output's width.
+
+One server (module scope) serves every test: starting JupyterLab is the slow part.
 
 Isolation: the server gets a random token, a temporary root directory and temporary Jupyter
 config/data/runtime directories; Chromium gets a fresh profile and flags that keep it off the
@@ -11,6 +15,7 @@ network. The browser is the system one (``/usr/bin/chromium``); Playwright never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -59,6 +64,10 @@ MIDWAY = {
     "other": "pending",
 }
 FINAL = {**MIDWAY, "gate": "completed", "other": "completed"}
+# The same DAG as %%task cells (a session's task fails when its dependency did).
+SAVED_MIDWAY = {"load": "completed", "explode": "failed", "report": "failed",
+                "gate": "running", "other": "pending"}
+SAVED_FINAL = {**SAVED_MIDWAY, "gate": "completed", "other": "completed"}
 
 CELLS = [
     """\
@@ -112,12 +121,63 @@ print("ran:", sorted((k, r.status.value) for k, r in results.by_key().items()))
 ]
 
 
-def _notebook() -> dict[str, Any]:
+LARGE_CELLS = [
+    """\
+import pyworkflowy_nb.notebook
+from pyworkflowy_nb import Task, TaskRunner
+from pyworkflowy_nb.notebook import watch
+
+def step(*parents):
+    return len(parents)
+
+# 10 layers of 50 tasks, each task after two of the layer before: 500 tasks, 10 task names.
+runner = TaskRunner(max_workers=8)
+layers = []
+for layer in range(10):
+    fn = Task(step, name=f"layer_{layer}")
+    prev = layers[-1] if layers else []
+    layers.append([
+        runner.submit(fn, depends_on=[prev[i], prev[(i + 1) % 50]] if prev else [],
+                      task_key=f"layer_{layer}-{i}")
+        for i in range(50)
+    ])
+view = watch(runner)
+results = runner.run()
+view.flush(timeout=60)
+print("large run ok:", results.ok, len(runner.handles))
+""",
+]
+
+FRONT_ENDS = ("lab", "notebook7")
+
+
+def _saved_cells(front: str) -> list[str]:
+    """A %wfy_run whose 'gate' task waits for the file ``release-<front>``."""
+    return [
+        "%load_ext pyworkflowy_nb\n%wfy_config --no-checkpoint",
+        "%%task load\n[1, 2, 3]",
+        "%%task explode --after load\nraise ValueError('this task fails on purpose')",
+        "%%task report --after explode\n'never runs'",
+        "%%task gate\n"
+        "import os, time\n"
+        "deadline = time.monotonic() + 600\n"
+        f"while not os.path.exists('release-{front}') and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "'released'",
+        "%%task other --after gate\n'after the gate'",
+        "%wfy_run",
+        "%%task later\n'in the background'",
+        "%wfy_run later --background",
+        "%wfy_wait",
+    ]
+
+
+def _notebook(cells: list[str] | None = None) -> dict[str, Any]:
     return {
         "cells": [
             {"cell_type": "code", "execution_count": None, "id": f"cell{i}", "metadata": {},
              "outputs": [], "source": src}
-            for i, src in enumerate(CELLS)
+            for i, src in enumerate(CELLS if cells is None else cells)
         ],
         "metadata": {
             "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
@@ -150,12 +210,17 @@ def _wait_for_server(url: str, proc: subprocess.Popen[bytes], log: Path) -> None
     raise AssertionError(f"JupyterLab did not answer at {url}:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
-    """A JupyterLab server: yields (base url, token, root dir)."""
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """A JupyterLab server (Notebook 7 too): yields (base url, token, root dir)."""
+    tmp_path = tmp_path_factory.mktemp("lab")
     root = tmp_path / "root"
     root.mkdir()
     (root / "demo.ipynb").write_text(json.dumps(_notebook()), encoding="utf-8")
+    (root / "large.ipynb").write_text(json.dumps(_notebook(LARGE_CELLS)), encoding="utf-8")
+    for front in FRONT_ENDS:
+        (root / f"saved-{front}.ipynb").write_text(
+            json.dumps(_notebook(_saved_cells(front))), encoding="utf-8")
     token = secrets.token_hex(16)
     port = _free_port()
     venv_bin = str(Path(sys.executable).parent)
@@ -184,7 +249,8 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
             [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
              f"--port={port}", f"--IdentityProvider.token={token}",
              f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0", "--allow-root",
-             "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly"],
+             "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly",
+             "--JupyterNotebookApp.expose_app_in_browser=True"],
             cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
@@ -229,9 +295,9 @@ _READ_FILLS = """
 """
 
 _FILLS_MATCH = """
-([ids, want]) => {
+([ids, want, scope]) => {
   for (let i = 0; i < ids.length; i++) {
-    const g = document.querySelector(`.jp-OutputArea g.node[id="${ids[i]}"]`);
+    const g = document.querySelector(`${scope || '.jp-OutputArea'} g.node[id="${ids[i]}"]`);
     const shape = g && g.querySelector('path, polygon');
     if (!shape || shape.getAttribute('fill') !== want[i]) return false;
   }
@@ -306,3 +372,142 @@ def test_widget_shows_live_and_final_colours_in_jupyterlab(lab: tuple[str, str, 
     assert "4 completed" in header and "1 failed" in header and "1 skipped" in header
     assert "this task fails on purpose" in table
     assert "('explode', 'failed')" in stdout and "('gate', 'completed')" in stdout
+
+
+@contextlib.contextmanager
+def _browser(root: Path, name: str) -> Iterator[Any]:
+    """A fresh headless Chromium page; a failure screenshot lands in test-artifacts/."""
+    from playwright import sync_api
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(root.parent / f"chromium-{name}"), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000},
+        )
+        page = context.new_page()
+        page.set_default_timeout(HANG_GUARD * 1000)
+        try:
+            yield page
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / f"browser-{name}-failure.png"))
+            raise
+        finally:
+            context.close()
+
+
+_NOTEBOOK_READY = """
+(name) => {
+  const app = window.jupyterapp;
+  const panel = app && app.shell.currentWidget;
+  const kernel = panel && panel.sessionContext && panel.sessionContext.session
+    && panel.sessionContext.session.kernel;
+  return !!kernel && panel.context.path.endsWith(name)
+    && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
+}
+"""
+
+
+def _open(page: Any, base: str, token: str, front: str, notebook: str) -> None:
+    # ``reset``: JupyterLab must not reopen the other tests' notebooks from its workspace.
+    path = f"lab/tree/{notebook}?reset&" if front == "lab" else f"notebooks/{notebook}?"
+    page.goto(f"{base}/{path}token={token}")
+    page.wait_for_function(_NOTEBOOK_READY, arg=notebook)
+
+
+def _run_all(page: Any) -> None:
+    # Not awaited: the command's promise settles only when every cell has finished.
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+
+def _api(base: str, token: str, path: str, method: str = "GET") -> Any:
+    req = urllib.request.Request(f"{base}/api/{path}?token={token}", method=method)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        body = resp.read()
+    return json.loads(body) if body else None
+
+
+_STATIC = ".jp-OutputArea .wfy-run-static"
+
+
+@pytest.mark.parametrize("front", FRONT_ENDS)
+def test_live_colours_then_a_static_picture_that_survives_a_reload(
+    lab: tuple[str, str, Path], front: str
+) -> None:
+    base, token, root = lab
+    notebook = f"saved-{front}.ipynb"
+    midway, final = _fills(SAVED_MIDWAY), _fills(SAVED_FINAL)
+    with _browser(root, front) as page:
+        _open(page, base, token, front, notebook)
+        _run_all(page)
+        page.wait_for_function(_FILLS_MATCH, arg=[list(midway), list(midway.values()),
+                                                  ".jp-OutputArea .wfy-runner-widget"])
+        (root / f"release-{front}").touch()
+        page.wait_for_function(_FILLS_MATCH, arg=[list(final), list(final.values()), _STATIC])
+        # The background run's widget gives way to its picture too, once %wfy_wait has run.
+        page.wait_for_function(
+            f"() => document.querySelectorAll('{_STATIC}').length === 2")
+        assert page.locator(".jp-OutputArea .wfy-runner-widget").count() == 0  # replaced
+        page.locator(_STATIC).first.screenshot(
+            path=str(ARTIFACTS / f"browser-static-{front}.png"))
+        page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        page.wait_for_function(
+            "() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
+        # No kernel behind the reloaded page: the picture comes from the saved file alone.
+        for session in _api(base, token, "sessions"):
+            if session["path"].endswith(notebook):
+                _api(base, token, f"sessions/{session['id']}", method="DELETE")
+        page.reload()
+        page.wait_for_function(
+            f"() => document.querySelectorAll('{_STATIC}').length === 2")
+        page.wait_for_function(_FILLS_MATCH, arg=[list(final), list(final.values()), _STATIC])
+        text = page.inner_text(".jp-NotebookPanel")
+        header = page.locator(f"{_STATIC} .wfy-header").first.inner_text()
+    saved = json.loads((root / notebook).read_text())
+    later = "".join(next(o for o in saved["cells"][-2]["outputs"] if "data" in o)["data"]
+                    ["text/plain"])
+    assert later.startswith("wfy run completed: 1 tasks")
+    outputs = saved["cells"][-4]["outputs"]
+    assert [o["output_type"] for o in outputs if "data" in o] == ["display_data"]
+    assert "application/vnd.jupyter.widget-view+json" not in outputs[0]["data"]
+    assert "".join(outputs[0]["data"]["text/plain"]).startswith("wfy run failed: 5 tasks")
+    assert "Error displaying widget" not in text
+    assert "run failed" in header and "5 tasks" in header
+
+
+_FIT = """
+() => {
+  const widget = document.querySelector('.jp-OutputArea .wfy-runner-widget');
+  const output = widget.closest('.jp-OutputArea-output');
+  const svg = widget.querySelector('.wfy-graph svg');
+  const table = widget.querySelector('.wfy-table');
+  return {
+    outputWidth: output.clientWidth, outputScroll: output.scrollWidth,
+    svgWidth: svg.getBoundingClientRect().width,
+    widgetHeight: widget.getBoundingClientRect().height,
+    tableShown: !!(table && table.offsetParent !== null && table.offsetHeight > 0),
+    header: widget.querySelector('.wfy-header').innerText,
+  };
+}
+"""
+
+
+def test_a_500_task_dag_fits_the_output_width(lab: tuple[str, str, Path]) -> None:
+    base, token, root = lab
+    with _browser(root, "large") as page:
+        _open(page, base, token, "lab", "large.ipynb")
+        _run_all(page)
+        page.wait_for_selector(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']")
+        page.wait_for_function(
+            "() => (document.querySelector('.jp-OutputArea .wfy-header') || {}).innerText"
+            "?.includes('finished')")
+        fit = page.evaluate(_FIT)
+        page.locator(".jp-OutputArea .wfy-runner-widget").screenshot(
+            path=str(ARTIFACTS / "browser-large-dag.png"))
+        stdout = page.inner_text(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']")
+    assert "large run ok: True 500" in stdout
+    assert "500 tasks" in fit["header"]
+    assert fit["outputScroll"] <= fit["outputWidth"] + 1, fit  # no horizontal overflow
+    assert fit["svgWidth"] <= fit["outputWidth"] + 1, fit
+    assert not fit["tableShown"], fit  # 500 rows start folded

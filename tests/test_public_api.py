@@ -111,7 +111,7 @@ def test_checkpointer_has_the_save_load_contract() -> None:
 
 def test_task_event_fields() -> None:
     fields = [f.name for f in dataclasses.fields(pyworkflowy_nb.TaskEvent)]
-    assert fields == ["kind", "handle", "time", "attempt", "error"]
+    assert fields == ["kind", "handle", "time", "attempt", "error", "progress"]
 
 
 def test_task_result_fields() -> None:

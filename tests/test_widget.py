@@ -148,11 +148,15 @@ def after(x: int) -> int:
     return x
 
 
-@task(backend="thread")
-def hold() -> int:
+def _wait_gate() -> int:
     if not GATE.wait(HANG_GUARD):
         raise RuntimeError("the test never opened the gate")
     return 1
+
+
+@task(backend="thread")
+def hold() -> int:
+    return _wait_gate()
 
 
 @task(retries=1, backoff="linear", backoff_base=3600.0)
@@ -396,7 +400,8 @@ def test_heartbeat_refreshes_a_quiet_run_and_yields_to_real_events(
         (beat,) = scheduler.pending()
         assert beat.delay == 1.0  # nothing happens, so the next redraw is the heartbeat
         scheduler.advance(1.0)
-        assert len(draws) == 2
+        # A quiet heartbeat only ticks the clocks: no full redraw.
+        assert len(draws) == 1 and w.tick_count == 1
         (beat,) = scheduler.pending()
         runner.submit(quick, 1, depends_on=[h])  # a real change cancels the slow heartbeat
         assert beat.cancelled
@@ -408,6 +413,80 @@ def test_heartbeat_refreshes_a_quiet_run_and_yields_to_real_events(
     scheduler.advance(1.0)
     assert "finished" in w._header.value
     assert scheduler.pending() == []
+    w.close()
+
+
+def test_ticks_move_the_clocks_twice_a_second_without_redrawing_the_graph(
+    fake: tuple[FakeClock, FakeScheduler], gate: threading.Event
+) -> None:
+    clock, scheduler = fake
+    runner = TaskRunner()
+    runner.submit(hold, task_key="hold")
+    w = make_widget(runner, fake)  # the default heartbeat
+    started = threading.Event()
+    runner.subscribe(lambda e: started.set() if e.kind == "started" else None)
+    draws = record_draws(w, clock)
+    graph_sets: list[str] = []
+    w._graph.observe(lambda change: graph_sets.append(change["new"]), names="value")
+    future = runner.run_in_background()
+    try:
+        assert started.wait(HANG_GUARD)
+        scheduler.advance(0.1)
+        assert len(draws) == 1 and len(graph_sets) == 1
+        for expected in (1, 2, 3, 4):
+            (beat,) = scheduler.pending()
+            assert beat.delay <= 0.5
+            scheduler.advance(beat.delay)
+            assert w.tick_count == expected
+        assert len(draws) == 1 and len(graph_sets) == 1  # the graph was never sent again
+        clock_line = w._clock_line.value
+        assert 'class="wfy-running-task" data-key="hold"' in clock_line
+        assert "elapsed" in w._header.value and "running" in w._header.value
+    finally:
+        gate.set()
+        future.result(HANG_GUARD)
+    scheduler.advance(1.0)
+    assert w._clock_line.value == ""  # nothing runs any more
+    w.close()
+
+
+@task(backend="thread")
+def reports() -> int:
+    from pyworkflowy_nb import current_task
+
+    ctx = current_task()
+    assert ctx is not None
+    ctx.update_progress(0.42, "epoch 3 of 7")
+    return _wait_gate()
+
+
+@needs_dot
+def test_progress_shows_on_the_node_and_in_the_clock_line(
+    fake: tuple[FakeClock, FakeScheduler], gate: threading.Event
+) -> None:
+    _, scheduler = fake
+    runner = TaskRunner()
+    h = runner.submit(reports, task_key="train")
+    w = make_widget(runner, fake)
+    reported = threading.Event()
+    runner.subscribe(lambda e: reported.set() if e.kind == "progress" else None)
+    future = runner.run_in_background()
+    try:
+        assert reported.wait(HANG_GUARD)
+        scheduler.advance(0.1)
+        assert h.progress is not None and h.progress.fraction == 0.42
+        assert "42% · epoch 3 of 7" in w._graph.value  # on the node
+        assert "42% · epoch 3 of 7" in w._clock_line.value
+        assert "42% · epoch 3 of 7" in w._table.value
+    finally:
+        gate.set()
+        future.result(HANG_GUARD)
+    scheduler.advance(1.0)
+    assert "42%" not in w._graph.value  # a finished node shows its time, not its progress
+    # The timeline tab has the task's row, from the events.
+    assert w._views.children[1] is w._timeline
+    assert 'class="wfy-timeline-row" data-key="train" data-state="completed"' in w.timeline_html()
+    assert 'data-key="train"' in w._timeline.value
     w.close()
 
 
@@ -617,7 +696,7 @@ def test_register_display_makes_runners_show_the_widget() -> None:
     assert register_display(shell) is True
     data, _ = shell.display_formatter.format(runner)
     assert "application/vnd.jupyter.widget-view+json" in data
-    assert data["text/plain"].startswith("RunnerWidget(<TaskRunner")
+    assert data["text/plain"].startswith("Live view of a TaskRunner")  # never a stale repr
     assert "TaskRunner" in data["text/html"]  # the table stays for frontends without widgets
 
 
@@ -634,3 +713,27 @@ def test_watch_displays_and_returns_the_view(capsys: pytest.CaptureFixture[str])
     assert isinstance(w, RunnerWidget) and w.max_fps == 5
     assert "<RunnerWidget of <TaskRunner" in capsys.readouterr().out  # plain Python prints it
     w.close()
+
+
+def test_a_large_run_folds_the_details_and_the_graph_fits_the_width(
+    fake: tuple[FakeClock, FakeScheduler]
+) -> None:
+    from pyworkflowy_nb.notebook._static import OPEN_TABLE_ROWS
+
+    small = TaskRunner()
+    small.submit(one)
+    assert make_widget(small, fake)._details.selected_index == 0  # a small run: open
+    runner = TaskRunner()
+    for _ in range(OPEN_TABLE_ROWS + 1):
+        runner.submit(one)
+    w = make_widget(runner, fake)
+    assert w._details.selected_index is None
+    growing = TaskRunner()
+    w = make_widget(growing, fake, heartbeat=None)
+    assert w._details.selected_index == 0
+    for _ in range(OPEN_TABLE_ROWS + 1):
+        growing.submit(one)
+    w.refresh()
+    assert w._details.selected_index is None  # folded once it grew past the limit
+    if _dot.find_dot() is not None:
+        assert '<svg style="max-width:100%;height:auto" ' in w._graph.value

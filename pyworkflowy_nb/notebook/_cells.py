@@ -30,7 +30,7 @@ __all__ = [
     "to_python",
 ]
 
-BACKEND_CHOICES: tuple[str, ...] = ("thread", "asyncio", "process")
+BACKEND_CHOICES: tuple[str, ...] = ("thread", "asyncio", "process", "dask")
 
 _CO_COROUTINE = inspect.CO_COROUTINE
 
@@ -124,12 +124,12 @@ def resolve_backend(name: str, backend: str | None, is_async: bool) -> str:
             f"task {name!r} uses top-level await, which needs --backend asyncio "
             f"(got {backend!r}); drop the await or the --backend option"
         )
-    if backend == "process":
+    if backend in ("process", "dask"):
         try:
             import cloudpickle  # noqa: F401
         except ImportError as exc:  # pragma: no cover - cloudpickle is a dependency
             raise UsageError(
-                "--backend process needs cloudpickle to ship the cell to a worker: "
+                f"--backend {backend} needs cloudpickle to ship the cell to a worker: "
                 "`pip install cloudpickle`, or use --backend thread"
             ) from exc
     return backend

@@ -37,6 +37,7 @@ from .._html import (
     StateStyle,
     display_key,
     format_duration,
+    progress_text,
 )
 
 __all__ = [
@@ -123,7 +124,12 @@ def _node_label(node: NodeSnapshot) -> str:
     details = [f"{style.glyph} {node.state}"]
     if node.attempts > 1:
         details.append(f"{node.attempts} attempts")
-    if node.duration is not None:
+    going = progress_text(node, _LABEL_CHARS)
+    if going:
+        details.append(going)
+    elif node.duration is not None and node.state not in ("running", "retrying"):
+        # Only a finished task's time: a running one's would change the DOT source (and force
+        # a new layout) every tick; the widget shows running times in its own clock line.
         details.append(format_duration(node.duration))
     return f"{_truncate(display_key(node.key), _LABEL_CHARS)}\n{' · '.join(details)}"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +26,8 @@ from .._arguments import MAX_WORKERS, MIN_INTERVAL, seconds_ok, seconds_range, s
 from ..exceptions import CheckpointError, DependencyFailedError
 from ._cells import check_name
 from ._loop import ParentPin
-from ._plan import SessionCycleError
+from ._plan import SessionCycleError, undefined_after
+from ._run_view import RunView, finish_view, show_run, watch_background
 from ._session import Run, Session
 from ._tables import table, timestamp
 from ._tracebacks import user_traceback
@@ -64,8 +66,34 @@ def cell_magic(fn: F) -> F:
 
 
 def parse_argstring(magic: Callable[..., Any], line: str) -> argparse.Namespace:
-    ns: argparse.Namespace = _ma.parse_argstring(magic, line)  # type: ignore[no-untyped-call]
+    try:
+        ns: argparse.Namespace = _ma.parse_argstring(magic, line)  # type: ignore[no-untyped-call]
+    except UsageError as exc:
+        raise UsageError(_explain_unrecognized(magic, str(exc))) from None
     return ns
+
+
+_UNRECOGNIZED = "unrecognized arguments: "
+
+
+def _explain_unrecognized(magic: Callable[..., Any], message: str) -> str:
+    """argparse's "unrecognized arguments" with the nearest option named, when there is one."""
+    if not message.startswith(_UNRECOGNIZED):
+        return message
+    name = getattr(magic, "__name__", "")
+    usage = f"%%{name}" if name == "task" else f"%{name}"
+    parser = getattr(magic, "parser", None)
+    known = sorted(o for o in getattr(parser, "_option_string_actions", {}) if o.startswith("--"))
+    words = message[len(_UNRECOGNIZED):].split()
+    for word in words:
+        if not word.startswith("-") or word in known:
+            continue
+        flag = word.split("=", 1)[0]
+        near = [o for o in known if o.startswith(flag)] or difflib.get_close_matches(
+            flag, known, n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]}? " if near else ""
+        return f"{usage} has no option {flag}: {hint}`{usage}?` lists the options"
+    return f"{usage}: {message} (`{usage}?` lists what it takes)"
 
 
 # -- argument types: argparse turns ArgumentTypeError into "argument --x: <message>" ------------
@@ -169,10 +197,10 @@ class WorkflowMagics(Magics):
     @argument("--retries", type=_whole, default=0, help="extra attempts after a failure")
     @argument("--timeout", type=_seconds, default=None, help="seconds allowed per attempt")
     @argument(
-        "--backend", default=None, metavar="{thread,asyncio,process}",
+        "--backend", default=None, metavar="{thread,asyncio,process,dask}",
         help="where the cell runs: 'thread' (default), 'asyncio' (default when the cell uses "
-        "await), or 'process' (a worker process; the cell and the values it uses are sent "
-        "with cloudpickle)",
+        "await), 'process' (a worker process) or 'dask' (a Dask cluster: see %%wfy_config "
+        "--dask); for the last two the cell and the values it uses are sent with cloudpickle",
     )
     @cell_magic
     def task(self, line: str, cell: str | None = None) -> None:
@@ -195,6 +223,8 @@ class WorkflowMagics(Magics):
                 args.name, cell, after=args.after, retries=args.retries, timeout=args.timeout,
                 backend=args.backend,
             )
+        for note in undefined_after(session.tasks, args.name):
+            print(f"wfy: warning: {note}", file=sys.stderr)
         if session.last_primed:
             print(f"wfy: restored {', '.join(session.last_primed)} from the checkpoint "
                   "(not run; the cell's code is unchanged)")
@@ -237,24 +267,51 @@ class WorkflowMagics(Magics):
                 listeners=[pin.listener] if pin is not None else [],
                 restore=not args.force,
             )
-        widget = None if args.no_widget else _show_widget(run)
+        view = None if args.no_widget else _show_widget(run, background=args.background)
         session.start(run, background=args.background)
         if args.background:
+            if view is not None:
+                watch_background(view)
             print(
                 f"wfy: running {len(run.handles)} task(s) in the background; results land in "
                 "the namespace as they finish (%wfy_status shows progress)"
             )
             return
-        results = session.wait(run)
-        if widget is not None:
-            # Draw the final state while this cell is still the parent of what is sent.
-            flush = getattr(widget, "flush", None)
-            if callable(flush):
-                flush(timeout=30.0)
-        _report(run, results, verbose=widget is None)
-        if args.raise_ and not results.ok:
-            first = _root_failures(results)[0]
-            raise first.error if first.error is not None else RuntimeError(first.status.value)
+        try:
+            results = session.wait(run)
+        finally:
+            if view is not None:
+                # The static picture replaces the widget while this cell is still the parent
+                # of what is sent (an interrupted run is drawn as it was left, too).
+                view.finish()
+        _report(run, results, verbose=view is None)
+        _raise_first(results, args.raise_)
+
+    # -- %wfy_wait -------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+              help="give up waiting after this long (the run goes on)")
+    @argument("--raise", dest="raise_", action="store_true",
+              help="make the cell fail with the first task error (for notebook tests)")
+    @line_magic
+    def wfy_wait(self, line: str) -> None:
+        """Wait for the latest run (one started with %wfy_run --background) to end.
+
+        Its results are in the namespace afterwards, its output shows the final picture, and
+        what failed is printed as after a blocking %wfy_run.
+        """
+        args = parse_argstring(self.wfy_wait, line)
+        session = self.session
+        try:
+            results = session.wait_for_run(args.timeout)
+        except TimeoutError as exc:
+            raise UsageError(str(exc)) from None
+        run = session.last_run
+        assert run is not None  # wait_for_run refuses a session without a run
+        shown = finish_view(run)
+        _report(run, results, verbose=not shown)
+        _raise_first(results, args.raise_)
 
     # -- %wfy_schedule ---------------------------------------------------------------------------
 
@@ -370,6 +427,9 @@ class WorkflowMagics(Magics):
               help="checkpoint to .wfy/<notebook>.ckpt beside the notebook (the default)")
     @argument("--max-workers", type=_positive_int, default=None, metavar="N",
               help="default number of tasks running at once for %%wfy_run")
+    @argument("--dask", metavar="ADDRESS", default=None,
+              help="run --backend dask cells on the Dask scheduler at ADDRESS (default: the "
+              "distributed.Client made in the notebook)")
     @line_magic
     def wfy_config(self, line: str) -> None:
         """Show or change the session's settings (checkpoint file, default max workers)."""
@@ -388,6 +448,8 @@ class WorkflowMagics(Magics):
             session.configure_checkpoint(True)
         if args.max_workers is not None:
             session.max_workers = args.max_workers
+        if args.dask is not None:
+            session.dask.configure(_unquote(args.dask))
         for text in session.describe_config():
             print(f"wfy: {text}")
 
@@ -405,8 +467,14 @@ class WorkflowMagics(Magics):
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _show_widget(run: Run) -> Any | None:
-    """Display the live widget for ``run``; None (text output instead) if it cannot be built."""
+def _raise_first(results: RunResults, wanted: bool) -> None:
+    if wanted and not results.ok:
+        first = _root_failures(results)[0]
+        raise first.error if first.error is not None else RuntimeError(first.status.value)
+
+
+def _show_widget(run: Run, *, background: bool) -> RunView | None:
+    """Display the live view of ``run``; None (text output instead) if it cannot be built."""
     try:
         from ._widget import RunnerWidget
     except ImportError:
@@ -419,10 +487,7 @@ def _show_widget(run: Run) -> Any | None:
         print(f"wfy: the live view failed ({type(exc).__name__}: {exc}); "
               "showing a text summary instead", file=sys.stderr)
         return None
-    from IPython.display import display
-
-    display(widget)  # type: ignore[no-untyped-call]
-    return widget
+    return show_run(run, widget, background=background)
 
 
 def _root_failures(results: RunResults) -> list[Any]:

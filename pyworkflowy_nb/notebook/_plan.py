@@ -19,6 +19,7 @@ __all__ = [
     "downstream",
     "find_cycle",
     "plan",
+    "undefined_after",
     "unknown_task",
     "upstream_defined",
 ]
@@ -38,11 +39,36 @@ def unknown_task(tasks: Mapping[str, CellTask], name: str, needed_by: str | None
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     listed = ", ".join(known) if known else "none yet"
     if needed_by is not None:
+        # A near miss is a typo in the --after line; no near name means a cell not run yet.
+        fix = (f"fix the name on the `%%task {needed_by}` line" if close
+               else f"run the `%%task {name}` cell first")
         return (
-            f"task {needed_by!r} runs --after {name!r}, which is not defined{hint}: run the "
-            f"`%%task {name}` cell first (defined tasks: {listed})"
+            f"task {needed_by!r} runs --after {name!r}, which is not defined{hint}: {fix} "
+            f"(defined tasks: {listed})"
         )
     return f"unknown task {name!r}{hint}; defined tasks: {listed}"
+
+
+def undefined_after(tasks: Mapping[str, CellTask], name: str) -> list[str]:
+    """Warnings for each ``--after`` name of task ``name`` that is not defined (yet)."""
+    cell = tasks[name]
+    notes = []
+    for parent in cell.after:
+        if parent in tasks:
+            continue
+        close = difflib.get_close_matches(parent, [n for n in tasks if n != name], n=3)
+        if close:
+            names = " or ".join(repr(c) for c in close)
+            notes.append(
+                f"task {name!r} runs --after {parent!r}, which is not defined: did you mean "
+                f"{names}? Fix the `%%task {name}` line, or %wfy_run will refuse it"
+            )
+        else:
+            notes.append(
+                f"task {name!r} runs --after {parent!r}, which is not defined yet: run the "
+                f"`%%task {parent}` cell before %wfy_run"
+            )
+    return notes
 
 
 def plan(tasks: Mapping[str, CellTask], names: Sequence[str] | None = None) -> list[CellTask]:

@@ -62,6 +62,7 @@ from ._cells import (
 from ._checkpoint_file import CheckpointFile, Preloaded, is_kernel_shell
 from ._checkpoint_file import default_checkpoint_path as default_checkpoint_path
 from ._checkpoint_file import notebook_path as notebook_path
+from ._dask_cells import DaskLane
 from ._plan import SessionCycleError as SessionCycleError
 from ._plan import downstream, find_cycle, unknown_task, upstream_defined
 from ._plan import plan as plan_cells
@@ -139,6 +140,8 @@ class Session:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._old_runners: list[TaskRunner] = []
         self.schedules = ScheduleBook(self)
+        #: Where ``--backend dask`` cells run (``%wfy_config --dask ADDRESS``).
+        self.dask = DaskLane()
         #: Tasks the latest ``define`` restored from the checkpoint into the namespace.
         self.last_primed: list[str] = []
 
@@ -270,7 +273,7 @@ class Session:
             node = Task(
                 self._make_body(cell, upstream),
                 name=cell.name,
-                backend="asyncio" if cell.backend == "process" else cell.backend,
+                backend="asyncio" if cell.backend in ("process", "dask") else cell.backend,
                 retries=cell.retries,
                 # Cells retry at once, as they always did (the magics have no backoff flag);
                 # the engine's own default is 0.1.0's exponential backoff.
@@ -329,8 +332,8 @@ class Session:
             return g
 
         fn: Callable[[], Any]
-        if cell.backend == "process":
-            pool = self._process_pool
+        if cell.backend in ("process", "dask"):
+            pool = self._process_pool if cell.backend == "process" else self.dask.executor
 
             async def run_process_cell() -> Any:
                 return await run_in_worker(pool, cell, namespace())
@@ -382,6 +385,30 @@ class Session:
             run.runner.cancel_all()
             raise
 
+    def wait_for_run(self, timeout: float | None = None) -> RunResults:
+        """Block until the latest run (a ``--background`` one included) has ended; its results.
+
+        Raises ``UsageError`` when no run was started yet, and ``TimeoutError`` when *timeout*
+        seconds pass first (the run goes on; wait again or cancel it).
+        """
+        try:
+            timeout = check_optional_seconds("wait_for_run(timeout=...)", timeout, above=True,
+                                             fix="pass None to wait as long as it takes")
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        run = self.last_run
+        if run is None:
+            raise UsageError("no run was started in this session yet: start one with %wfy_run")
+        if run.future is None:  # a blocking run: it ended before its cell did
+            return run.runner.results()
+        try:
+            return run.future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"the run is still going after {timeout} s: wait again, or stop it with "
+                "%wfy_cancel"
+            ) from None
+
     def run(self, names: Sequence[str] | None = None, *, max_workers: int | None = None
             ) -> RunResults:
         """Build and run to completion: the plain-Python path (no display)."""
@@ -431,6 +458,7 @@ class Session:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        self.dask.close()
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -518,6 +546,9 @@ class Session:
             lines.append(f"checkpoint: {path}{state}")
         if self.max_workers is not None:
             lines.append(f"max workers: {self.max_workers}")
+        dask = self.dask.describe()
+        if dask is not None:
+            lines.append(dask)
         if nest_asyncio_enabled():
             lines.append("loop mode: nest_asyncio (runs happen on the kernel's own loop)")
         return lines

@@ -45,9 +45,10 @@ def fresh_pool(
 
 
 async def run_in_worker(
-    pool: Callable[[], concurrent.futures.ProcessPoolExecutor], cell: CellTask, g: dict[str, Any]
+    pool: Callable[[], concurrent.futures.Executor], cell: CellTask, g: dict[str, Any]
 ) -> Any:
-    """Run ``cell`` over what it reads of ``g`` in a worker of ``pool()``; its last value."""
+    """Run ``cell`` over what it reads of ``g`` in a worker of ``pool()`` (a process pool or
+    a Dask executor); its last value."""
     payload = _pack_for_worker(cell, g)  # first: a value that cannot be sent starts no pool
     loop = asyncio.get_running_loop()
     data = await loop.run_in_executor(pool(), _run_packed, payload)

@@ -15,12 +15,19 @@ Design decisions:
   context variables), so messages sent by the timer thread are filed under the right cell.
   Every frontend update goes through :meth:`RunnerWidget._push`, the one place to wrap if more
   routing is ever needed.
-- While a run goes on and nothing happens (one long task), a slow heartbeat redraws once a
-  second so elapsed times keep moving.
+- While a run goes on and nothing happens (one long task), a heartbeat ticks twice a second. A
+  tick sends only the header (elapsed time) and a small line of running tasks with their times
+  and progress; the graph is not laid out again. Node labels carry no running time for that
+  reason: the DOT source of a quiet run does not change, so neither does the picture.
 - Failure to draw the picture is never a traceback: without Graphviz's ``dot`` the view says how
   to install it and still shows the table; any other rendering error is reported in the view.
 - ipywidgets is imported when a view is built, not when this module is imported, so the
   notebook layer loads without it and the install hint comes exactly when it is needed.
+- The graph and the run's timeline (``_timeline``) are two tabs of one box, so the timeline
+  costs no space until it is asked for.
+- The picture never makes the output wider than the page: the SVG scales down to the output's
+  width and a tall graph scrolls in its own box. Past a few dozen tasks the details table
+  starts folded (failures and running tasks first when it is opened).
 - The clock and the timer are injectable, so tests count redraws against a fake clock instead
   of measuring wall time.
 """
@@ -28,22 +35,16 @@ Design decisions:
 from __future__ import annotations
 
 import contextvars
-import html
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._html import (
-    STATE_STYLES,
-    NodeSnapshot,
-    counts_html,
-    format_duration,
-    nodes_table_html,
-    snapshot_handles,
-)
-from . import _dot
+from .._context import start_timer
+from .._html import NodeSnapshot, nodes_table_html, snapshot_handles
+from . import _dot, _static
+from ._timeline import TimelineRecorder, timeline_svg
 
 __all__ = ["RunnerWidget", "register_display", "watch"]
 
@@ -64,11 +65,7 @@ Scheduler = Callable[[float, Callable[[], None]], Cancellable]
 
 
 def _thread_timer(delay: float, callback: Callable[[], None]) -> Cancellable:
-    timer = threading.Timer(delay, callback)
-    timer.name = "wfy-widget-redraw"
-    timer.daemon = True
-    timer.start()
-    return timer
+    return start_timer(delay, callback, "wfy-widget-redraw")
 
 
 def _import_ipywidgets() -> Any:
@@ -97,7 +94,7 @@ class RunnerWidget:
         runner: Any,
         *,
         max_fps: float = 10.0,
-        heartbeat: float | None = 1.0,
+        heartbeat: float | None = 0.5,
         summarise_above: int = _dot.SUMMARY_THRESHOLD,
         clock: Callable[[], float] | None = None,
         scheduler: Scheduler | None = None,
@@ -144,14 +141,27 @@ class RunnerWidget:
         self._last_graph = ""
         #: How many times the view was drawn (tests and benchmarks read this).
         self.draw_count = 0
+        #: How many clock ticks (header and running times only) were sent.
+        self.tick_count = 0
 
         self._header = widgets.HTML(value="")
+        self._clock_line = widgets.HTML(value="")
         self._graph = widgets.HTML(value="")
+        self._timeline = widgets.HTML(value="")
+        self._recorder = TimelineRecorder(runner)
+        self._views = widgets.Tab(children=[self._graph, self._timeline], selected_index=0)
+        self._views.set_title(0, "Graph")
+        self._views.set_title(1, "Timeline")
         self._table = widgets.HTML(value="")
-        details = widgets.Accordion(children=[self._table], selected_index=0)
+        # Folded from the start for a large run: a few hundred rows would bury the picture.
+        self._folded = len(runner.handles) > _static.OPEN_TABLE_ROWS
+        details = widgets.Accordion(children=[self._table],
+                                    selected_index=None if self._folded else 0)
         details.set_title(0, "Details")
+        self._details = details
         self.widget = widgets.VBox(
-            [self._header, self._graph, details], layout=widgets.Layout(width="100%")
+            [self._header, self._views, self._clock_line, details],
+            layout=widgets.Layout(width="100%")
         )
         self.widget.add_class("wfy-runner-widget")
 
@@ -201,18 +211,22 @@ class RunnerWidget:
 
     # -- redrawing (timer thread) -------------------------------------------------------------
     def _fire(self, generation: int | None, beat: bool = False) -> None:
-        """Draw if anything changed; *generation* is the timer's, None for a direct call."""
+        """Draw if anything changed; *generation* is the timer's, None for a direct call.
+
+        A heartbeat with nothing changed only ticks the clocks (header and running times):
+        the graph and the table are left alone.
+        """
+        tick_only = False
         with self._lock:
             if generation is not None:
                 if generation != self._generation or self._timer is None:
                     return  # cancelled, or replaced by a newer timer
                 self._timer = None
-                if beat:
-                    self._dirty = True
+                tick_only = beat and not self._dirty
             if self._closed or self._drawing:
                 return  # the redraw in progress reschedules if anything is left
             self._due = False
-            if not self._dirty:
+            if not (self._dirty or tick_only):
                 self._idle.notify_all()
                 return
             self._due = True
@@ -220,7 +234,10 @@ class RunnerWidget:
             self._drawing = True
             self._last_draw = self._clock()
         try:
-            self._redraw()
+            if tick_only:
+                self._tick()
+            else:
+                self._redraw()
         except Exception:  # a view must never break anything; leave a trace in the log
             logger.exception("the live view failed to redraw")
         finally:
@@ -253,35 +270,43 @@ class RunnerWidget:
         nodes = snapshot_handles(self.runner.handles, now=now)
         header = self._header_html(nodes, now)
         graph = self._graph_html(nodes)
-        table = nodes_table_html(nodes)
+        table = nodes_table_html(nodes, running_times=False)  # the clock line has those
+        if not self._folded and len(nodes) > _static.OPEN_TABLE_ROWS:
+            self._folded = True  # once: a user who opens it again keeps it open
+            self._details.selected_index = None
         self.draw_count += 1
+        self._clock_line.value = _static.running_html(nodes)
+        self._timeline.value = self.timeline_html()
         self._push(graph, header, table)
 
+    def _tick(self) -> None:
+        """Move the clocks on: the header's elapsed time and the running tasks' times."""
+        now = time.time()
+        nodes = snapshot_handles(self.runner.handles, now=now)
+        self.tick_count += 1
+        if self._views.selected_index == 1:  # the running bars grow; only when looked at
+            self._timeline.value = self.timeline_html()
+        self._push_tick(self._header_html(nodes, now), _static.running_html(nodes))
+
     def _push(self, graph: str, header: str, table: str) -> None:
-        """Send a redraw to the frontend: the single place where widget values change."""
+        """Send a redraw to the frontend: the single place where the picture changes."""
         # ipywidgets only sends a trait whose value changed, so unchanged parts cost nothing.
         self._header.value = header
         self._graph.value = graph
         self._table.value = table
 
+    def _push_tick(self, header: str, clock: str) -> None:
+        """Send a clock tick: two small HTML values, never the graph."""
+        self._header.value = header
+        self._clock_line.value = clock
+
     # -- pieces of the picture ----------------------------------------------------------------
     def _header_html(self, nodes: tuple[NodeSnapshot, ...], now: float) -> str:
         running = self._is_running()
-        starts = [n.started_at for n in nodes if n.started_at is not None]
-        start = self._run_started if self._run_started is not None else min(starts, default=None)
-        if running or start is None:
-            end = now
-        elif self._run_finished is not None:
-            end = self._run_finished
-        else:
-            end = max((n.finished_at for n in nodes if n.finished_at is not None), default=now)
-        elapsed = format_duration(max(0.0, end - start)) if start is not None else "–"
+        elapsed = _static.run_span(nodes, now, running=running, started=self._run_started,
+                                   finished=self._run_finished)
         status = "running" if running else ("finished" if self._run_finished else "idle")
-        return (
-            f'<div class="wfy-header" data-status="{status}" style="font-size:13px">'
-            f"<b>{len(nodes)} tasks</b> · {status} · elapsed {elapsed}"
-            f'<div style="margin-top:3px">{counts_html(nodes)}</div></div>'
-        )
+        return _static.header_html(nodes, status, elapsed)
 
     def _graph_html(self, nodes: tuple[NodeSnapshot, ...]) -> str:
         if not nodes:
@@ -289,18 +314,9 @@ class RunnerWidget:
         source = _dot.build_dot(nodes, summarise_above=self._summarise_above)
         if source == self._last_source:
             return self._last_graph
-        try:
-            svg = _dot.render_svg(source)
-        except _dot.GraphvizNotFoundError as exc:
-            return _notice(f"No DAG picture: {exc}. The table below lists every task.")
-        except _dot.RenderError as exc:
-            return _notice(f"The DAG picture could not be drawn ({exc}); the table below lists "
-                           "every task.")
-        graph = (
-            '<div class="wfy-graph" style="overflow:auto;max-height:520px;max-width:100%">'
-            f"{svg}</div>"
-        )
-        self._last_source, self._last_graph = source, graph
+        graph, svg = _static.render_graph(source)
+        if svg is not None:  # a notice is not cached: the next redraw tries again
+            self._last_source, self._last_graph = source, graph
         return graph
 
     # -- public -------------------------------------------------------------------------------
@@ -336,27 +352,31 @@ class RunnerWidget:
         unsubscribe, self._unsubscribe = self._unsubscribe, None
         if unsubscribe is not None:
             unsubscribe()
+        self._recorder.close()
 
     @property
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def graph_html(self) -> str:
+        """The graph as last drawn: HTML around the Graphviz SVG (or a notice without dot)."""
+        return str(self._graph.value)
+
+    def timeline_html(self) -> str:
+        """The run's timeline now: one row per task, its waits and attempts (an SVG)."""
+        return timeline_svg(self._recorder.rows())
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = self.widget._repr_mimebundle_(**kwargs)
         if isinstance(bundle, dict):
-            bundle["text/plain"] = f"RunnerWidget({self.runner!r})"
+            # Not the runner's repr: saved with the notebook, its "N pending" would go stale.
+            bundle["text/plain"] = ("Live view of a TaskRunner (a widget, shown while its "
+                                     "kernel runs)")
         return bundle
 
     def __repr__(self) -> str:
         return f"<RunnerWidget of {self.runner!r}, {self.draw_count} draws>"
-
-
-def _notice(text: str) -> str:
-    style = STATE_STYLES["retrying"]
-    return (
-        f'<div class="wfy-notice" style="border-left:4px solid {style.fill};padding:4px 8px;'
-        f'margin:4px 0">{html.escape(text)}</div>'
-    )
 
 
 def watch(runner: Any, *, max_fps: float = 10.0) -> RunnerWidget:
