@@ -401,3 +401,21 @@ def test_sigkill_mid_run_then_resume_runs_each_task_once(tmp_path: Path) -> None
         assert sorted(_log(folder)[mark:]) == ["c", "final", "slow", "slow-start"]
         assert second.value("final") == 2 * (7 + 9)
     assert oct(os.stat(ckpt).st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11: process cells bypass the engine's lane")
+def test_a_timed_out_process_cell_keeps_its_worker_slot(kernel: Kernel) -> None:
+    # Issue 11's bug: with one worker, a process cell that timed out freed its slot while its
+    # worker went on, so the next quick process cell timed out waiting in the pool's queue.
+    # Its timeout must only count once it has a worker.
+    kernel.execute("%%task stuck --backend process --timeout 0.5\nimport time\ntime.sleep(8)")
+    kernel.execute("%%task quick --backend process --timeout 4\n6 * 7")
+    kernel.execute("%wfy_config --max-workers 1")
+    try:
+        res = kernel.execute("%wfy_run --no-widget", check=False)
+    finally:
+        kernel.execute("session.max_workers = None")
+    statuses = kernel.value("{k: r.status.value for k, r in session.results.items()}")
+    assert statuses == {"stuck": "failed", "quick": "completed"}, res.stderr
+    assert kernel.value("[type(session.results['stuck'].error).__name__, quick]") == [
+        "TaskTimeoutError", 42]
