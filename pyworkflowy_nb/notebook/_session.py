@@ -23,7 +23,8 @@ Design decisions:
   classes and plain constants its cell refers to: editing a helper cell re-runs its users.
 - Sync cells run on the thread backend by default (a data-science cell would otherwise block the
   run's event loop); cells using top-level ``await`` run on the asyncio backend, and
-  ``--backend process`` cells on an asyncio task that ships them to a worker (``_shipping``).
+  ``--backend process`` cells on the engine's process lane (spawned workers), shipped there
+  by value (``_shipping``), so worker slots and timeouts are the engine's.
 
 The cell itself (compiling, identity, execution) is in ``_cells``, the graph algorithms in
 ``_plan``, where checkpoints go in ``_checkpoint_file``, ``%wfy_schedule`` in ``_schedules``.
@@ -67,7 +68,7 @@ from ._plan import SessionCycleError as SessionCycleError
 from ._plan import downstream, find_cycle, unknown_task, upstream_defined
 from ._plan import plan as plan_cells
 from ._schedules import ScheduleBook
-from ._shipping import fresh_pool, run_in_worker
+from ._shipping import ShippedCell, run_in_worker
 from ._tables import duration
 
 if TYPE_CHECKING:
@@ -137,7 +138,6 @@ class Session:
         #: The run started last (blocking or background).
         self.last_run: Run | None = None
         self.max_workers: int | None = None
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._old_runners: list[TaskRunner] = []
         self.schedules = ScheduleBook(self)
         #: Where ``--backend dask`` cells run (``%wfy_config --dask ADDRESS``).
@@ -270,17 +270,21 @@ class Session:
         handles: dict[str, TaskHandle[Any]] = {}
         for cell in plan:
             upstream = {a: handles[a] for a in cell.after}
-            node = Task(
-                self._make_body(cell, upstream),
-                name=cell.name,
-                backend="asyncio" if cell.backend in ("process", "dask") else cell.backend,
-                retries=cell.retries,
+            options: dict[str, Any] = {
+                "retries": cell.retries,
                 # Cells retry at once, as they always did (the magics have no backoff flag);
                 # the engine's own default is 0.1.0's exponential backoff.
-                backoff="none",
-                timeout=cell.timeout,
-                version=self.effective_version(cell),
-            )
+                "backoff": "none",
+                "timeout": cell.timeout,
+                "version": self.effective_version(cell),
+            }
+            node: Task[..., Any]
+            if cell.backend == "process":
+                node = ShippedCell(cell, self._namespace(upstream), **options)
+            else:
+                node = Task(
+                    self._make_body(cell, upstream), name=cell.name,
+                    backend="asyncio" if cell.backend == "dask" else cell.backend, **options)
             handles[cell.name] = runner.submit(
                 node, depends_on=list(upstream.values()), task_key=cell.name
             )
@@ -291,7 +295,10 @@ class Session:
         from .._run import TaskRunner
 
         # Failures are reported by the magic after the run; the other branches keep going.
-        options: dict[str, Any] = {"max_workers": max_workers, "on_task_error": "continue"}
+        # spawn, not fork: the kernel has live threads (zmq, the run's loop thread) that a
+        # forked worker would inherit in an undefined state.
+        options: dict[str, Any] = {"max_workers": max_workers, "on_task_error": "continue",
+                                   "mp_context": "spawn"}
         ckpt = self.checkpointer() if persist else None
         if ckpt is None:
             return TaskRunner(**options)
@@ -320,9 +327,9 @@ class Session:
         if result.ok:
             self.user_ns[handle.key] = result.value
 
-    def _make_body(
-        self, cell: CellTask, upstream: dict[str, TaskHandle[Any]]
-    ) -> Callable[[], Any]:
+    def _namespace(self, upstream: dict[str, TaskHandle[Any]]) -> Callable[[], dict[str, Any]]:
+        """The globals a cell runs in: a snapshot of the user namespace, upstream results
+        bound under their task names."""
         user_ns = self.user_ns
 
         def namespace() -> dict[str, Any]:
@@ -331,14 +338,20 @@ class Session:
                 g[n] = h.result()
             return g
 
+        return namespace
+
+    def _make_body(
+        self, cell: CellTask, upstream: dict[str, TaskHandle[Any]]
+    ) -> Callable[[], Any]:
+        namespace = self._namespace(upstream)
         fn: Callable[[], Any]
-        if cell.backend in ("process", "dask"):
-            pool = self._process_pool if cell.backend == "process" else self.dask.executor
+        if cell.backend == "dask":
+            executor = self.dask.executor
 
-            async def run_process_cell() -> Any:
-                return await run_in_worker(pool, cell, namespace())
+            async def run_dask_cell() -> Any:
+                return await run_in_worker(executor, cell, namespace())
 
-            fn = run_process_cell
+            fn = run_dask_cell
         elif cell.is_async:
 
             async def run_async_cell() -> Any:
@@ -353,11 +366,6 @@ class Session:
             fn = run_cell
         fn.__qualname__ = fn.__name__ = f"wfy_task_{cell.name}"
         return fn
-
-    def _process_pool(self) -> concurrent.futures.ProcessPoolExecutor:
-        with self._lock:
-            pool = self._pool = fresh_pool(self._pool, self.max_workers)
-            return pool
 
     def check_idle(self) -> None:
         """Refuse to start a run while the previous background run is still going."""
@@ -454,10 +462,6 @@ class Session:
         self.schedules.close()
         self.cancel()
         self._retire_old_runners()
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
         self.dask.close()
 
     # -- checkpoints ---------------------------------------------------------------------------
