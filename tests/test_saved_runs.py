@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kernel_utils import REPO, Kernel, Message, poll
+from engine_helpers import wait_until
+from kernel_utils import CELL_TIMEOUT, REPO, Kernel, Message
 
 from pyworkflowy_nb._html import STATE_STYLES
 from pyworkflowy_nb.notebook._dot import find_dot, node_id
@@ -127,8 +128,8 @@ def test_a_background_run_is_finished_by_wfy_wait(kernel: Kernel) -> None:
 
 def test_a_cancelled_run_says_so(kernel: Kernel) -> None:
     shown = _start_blocked(kernel, "stuck")
-    poll(lambda: kernel.value("get_session().last_run.handles['stuck'].status.value")
-         == "running", what="the task to start")
+    wait_until(lambda: kernel.value("get_session().last_run.handles['stuck'].status.value")
+               == "running", "the task to start", CELL_TIMEOUT)
     kernel.execute("%wfy_cancel")
     kernel.execute("release.set()")
     wait = kernel.execute("%wfy_wait --timeout 120")

@@ -12,11 +12,10 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from IPython.core.error import UsageError
-
 from .._checkpoint import Checkpointer
 from .._records import state_from_records
 from ..exceptions import CheckpointError
+from ._exceptions import SessionError
 
 if TYPE_CHECKING:
     from .._checkpoint import FileCheckpointer
@@ -91,7 +90,7 @@ class CheckpointFile:
         elif isinstance(checkpoint, str | os.PathLike) and os.fspath(checkpoint):
             path = Path(checkpoint).expanduser().absolute()
         else:
-            raise UsageError(
+            raise SessionError(
                 f"checkpoint must be a file path, True (the notebook's default file) or False "
                 f"(off), got {checkpoint!r}"
             )

@@ -1,10 +1,12 @@
 """The IPython magics: ``%%task``, ``%wfy_run``, ``%wfy_schedule``, ``%wfy_status`` and friends.
 
-The magics only parse arguments, talk to the :class:`~._session.Session` and print; every
-decision about the DAG lives in the session, so it can be tested without a kernel. Arguments are
-parsed with IPython's ``magic_arguments`` (``%wfy_run?`` shows the usage), and every user mistake
-(a bad name, number, backend, an unknown task, a cycle) is a ``UsageError``, which IPython shows
-as one line instead of a traceback.
+The magics are the interface over the model, :class:`~._session.Session`: they parse arguments,
+call the session and print; every decision about the DAG lives in the session, so it can be
+tested without a kernel. Arguments are parsed with IPython's ``magic_arguments`` (``%wfy_run?``
+shows the usage). The session raises :class:`~._exceptions.SessionError` for user mistakes (a bad
+name, number, backend, an unknown task, a cycle); one decorator, :func:`_session_errors` on
+every magic, turns them into ``UsageError``, which IPython shows as one line instead of a
+traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import functools
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -25,8 +28,9 @@ from IPython.core.magic import Magics, magics_class
 from .._arguments import MAX_WORKERS, MIN_INTERVAL, seconds_ok, seconds_range, show
 from ..exceptions import CheckpointError, DependencyFailedError
 from ._cells import check_name
+from ._exceptions import SessionError
 from ._loop import ParentPin
-from ._plan import SessionCycleError, undefined_after
+from ._plan import undefined_after
 from ._run_view import RunView, finish_view, show_run, watch_background
 from ._session import Run, Session
 from ._tables import table, timestamp
@@ -141,13 +145,18 @@ _seconds = _seconds_at_least(0.0, above=True)
 _interval = _seconds_at_least(MIN_INTERVAL, above=False)
 
 
-@contextlib.contextmanager
-def _as_usage_error() -> Iterator[None]:
-    # IPython prints the one-line form only for UsageError itself, not for subclasses.
-    try:
-        yield
-    except SessionCycleError as exc:
-        raise UsageError(str(exc)) from None
+def _session_errors(magic: F) -> F:
+    """The magic's session errors as ``UsageError``: IPython prints those as one line (only
+    UsageError itself, not subclasses, hence a new exception rather than a subclass)."""
+
+    @functools.wraps(magic)
+    def translated(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return magic(*args, **kwargs)
+        except SessionError as exc:
+            raise UsageError(str(exc)) from None
+
+    return cast(F, translated)
 
 
 @contextlib.contextmanager
@@ -203,6 +212,7 @@ class WorkflowMagics(Magics):
         "--dask); for the last two the cell and the values it uses are sent with cloudpickle",
     )
     @cell_magic
+    @_session_errors
     def task(self, line: str, cell: str | None = None) -> None:
         """Define a task of the session DAG whose body is this cell; it is not run yet.
 
@@ -218,13 +228,14 @@ class WorkflowMagics(Magics):
                 f"the %%task line (it is a cell magic, written with two %)"
             )
         session = self.session
-        with _as_usage_error():
-            session.define(
-                args.name, cell, after=args.after, retries=args.retries, timeout=args.timeout,
-                backend=args.backend,
-            )
+        session.define(
+            args.name, cell, after=args.after, retries=args.retries, timeout=args.timeout,
+            backend=args.backend,
+        )
         for note in undefined_after(session.tasks, args.name):
             print(f"wfy: warning: {note}", file=sys.stderr)
+        if session.last_prime_error is not None:
+            print(f"wfy: results were not restored: {session.last_prime_error}", file=sys.stderr)
         if session.last_primed:
             print(f"wfy: restored {', '.join(session.last_primed)} from the checkpoint "
                   "(not run; the cell's code is unchanged)")
@@ -246,6 +257,7 @@ class WorkflowMagics(Magics):
               help="run every needed task even if the checkpoint holds its result (the new "
               "results replace the stored ones)")
     @line_magic
+    @_session_errors
     def wfy_run(self, line: str) -> None:
         """Run the session DAG, or the named tasks and their upstream, on a fresh runner.
 
@@ -260,7 +272,7 @@ class WorkflowMagics(Magics):
         session.check_idle()
         # A blocking run holds this cell; whatever its threads send must carry its header.
         pin = None if args.background else ParentPin.capture()
-        with _as_usage_error(), _checkpoint_trouble(session):
+        with _checkpoint_trouble(session):
             run = session.build(
                 args.names or None,
                 max_workers=args.max_workers,
@@ -295,6 +307,7 @@ class WorkflowMagics(Magics):
     @argument("--raise", dest="raise_", action="store_true",
               help="make the cell fail with the first task error (for notebook tests)")
     @line_magic
+    @_session_errors
     def wfy_wait(self, line: str) -> None:
         """Wait for the latest run (one started with %wfy_run --background) to end.
 
@@ -320,6 +333,7 @@ class WorkflowMagics(Magics):
     @argument("rest", nargs=argparse.REMAINDER, metavar="...",
               help="every SECONDS NAME...; cron \"EXPR\" NAME...; list; stop [NAME...]")
     @line_magic
+    @_session_errors
     def wfy_schedule(self, line: str) -> None:
         """Run tasks (with their upstream) periodically in the background.
 
@@ -335,8 +349,7 @@ class WorkflowMagics(Magics):
         checkpoint) and stores fresh results in the namespace.
         """
         args = parse_argstring(self.wfy_schedule, line)
-        with _as_usage_error():
-            self._schedule(args.action, [_unquote(x) for x in args.rest])
+        self._schedule(args.action, [_unquote(x) for x in args.rest])
 
     def _schedule(self, action: str, rest: list[str]) -> None:
         book = self.session.schedules
@@ -376,6 +389,7 @@ class WorkflowMagics(Magics):
 
     @magic_arguments()
     @line_magic
+    @_session_errors
     def wfy_status(self, line: str) -> None:
         """Show the session's tasks, their latest outcome, the current run and schedules."""
         parse_argstring(self.wfy_status, line)
@@ -398,6 +412,7 @@ class WorkflowMagics(Magics):
     @argument("--checkpoint", action="store_true",
               help="also delete the session's checkpoint, so every task runs again")
     @line_magic
+    @_session_errors
     def wfy_reset(self, line: str) -> None:
         """Forget task definitions (their values stay in the namespace).
 
@@ -431,6 +446,7 @@ class WorkflowMagics(Magics):
               help="run --backend dask cells on the Dask scheduler at ADDRESS (default: the "
               "distributed.Client made in the notebook)")
     @line_magic
+    @_session_errors
     def wfy_config(self, line: str) -> None:
         """Show or change the session's settings (checkpoint file, default max workers)."""
         args = parse_argstring(self.wfy_config, line)
@@ -455,6 +471,7 @@ class WorkflowMagics(Magics):
 
     @magic_arguments()
     @line_magic
+    @_session_errors
     def wfy_cancel(self, line: str) -> None:
         """Cancel the run that is going (e.g. one started with %wfy_run --background)."""
         parse_argstring(self.wfy_cancel, line)

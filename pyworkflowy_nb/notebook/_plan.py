@@ -9,10 +9,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 
-from IPython.core.error import UsageError
-
-from ..exceptions import CycleError
 from ._cells import CellTask
+from ._exceptions import SessionCycleError as SessionCycleError
+from ._exceptions import SessionError
 
 __all__ = [
     "SessionCycleError",
@@ -25,10 +24,6 @@ __all__ = [
 ]
 
 _NO_TASKS = "no tasks are defined yet: write a cell that starts with `%%task NAME`"
-
-
-class SessionCycleError(CycleError, UsageError):
-    """An ``--after`` edge would close a loop; shown by IPython without a traceback."""
 
 
 def unknown_task(tasks: Mapping[str, CellTask], name: str, needed_by: str | None = None
@@ -77,11 +72,11 @@ def plan(tasks: Mapping[str, CellTask], names: Sequence[str] | None = None) -> l
     Ties are broken by definition order, so a plan is deterministic.
     """
     if not tasks:
-        raise UsageError(_NO_TASKS)
+        raise SessionError(_NO_TASKS)
     targets = list(names) if names else list(tasks)
     for n in targets:
         if n not in tasks:
-            raise UsageError(unknown_task(tasks, n))
+            raise SessionError(unknown_task(tasks, n))
     needed: set[str] = set()
     stack = list(targets)
     while stack:
@@ -91,7 +86,7 @@ def plan(tasks: Mapping[str, CellTask], names: Sequence[str] | None = None) -> l
         needed.add(n)
         for parent in tasks[n].after:
             if parent not in tasks:
-                raise UsageError(unknown_task(tasks, parent, needed_by=n))
+                raise SessionError(unknown_task(tasks, parent, needed_by=n))
             stack.append(parent)
     order = [n for n in tasks if n in needed]
     position = {n: i for i, n in enumerate(order)}

@@ -32,15 +32,11 @@ The cell itself (compiling, identity, execution) is in ``_cells``, the graph alg
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import threading
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from IPython.core.error import UsageError
 
 from .._arguments import check_file_path, check_optional_seconds
 from .._handle import RunResults, TaskHandle, TaskResult
@@ -64,9 +60,11 @@ from ._checkpoint_file import CheckpointFile, Preloaded, is_kernel_shell
 from ._checkpoint_file import default_checkpoint_path as default_checkpoint_path
 from ._checkpoint_file import notebook_path as notebook_path
 from ._dask_cells import DaskLane
-from ._plan import SessionCycleError as SessionCycleError
+from ._exceptions import RunInProgressError, SessionError
+from ._exceptions import SessionCycleError as SessionCycleError
 from ._plan import downstream, find_cycle, unknown_task, upstream_defined
 from ._plan import plan as plan_cells
+from ._runs import Run as Run
 from ._schedules import ScheduleBook
 from ._shipping import ShippedCell, run_in_worker
 from ._tables import duration
@@ -90,25 +88,6 @@ __all__ = [
     "default_checkpoint_path",
     "notebook_path",
 ]
-
-
-# -- the run -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """One run of (part of) the session DAG on a fresh runner."""
-
-    runner: TaskRunner
-    handles: dict[str, TaskHandle[Any]]
-    names: tuple[str, ...]
-    future: concurrent.futures.Future[RunResults] | None = None
-
-    @property
-    def done(self) -> bool:
-        if self.future is not None:
-            return self.future.done()
-        return not self.runner.running and all(h.status.terminal for h in self.handles.values())
 
 
 class Session:
@@ -144,6 +123,8 @@ class Session:
         self.dask = DaskLane()
         #: Tasks the latest ``define`` restored from the checkpoint into the namespace.
         self.last_primed: list[str] = []
+        #: Why the latest ``define`` could not restore anything (an unreadable checkpoint).
+        self.last_prime_error: CheckpointError | None = None
 
     # -- definitions ---------------------------------------------------------------------------
 
@@ -168,7 +149,7 @@ class Session:
         edges: list[str] = []
         for a in after:
             if isinstance(a, str) and "," in a:
-                raise UsageError(
+                raise SessionError(
                     f"--after takes task names separated by spaces, not commas: write "
                     f"--after {' '.join(p for p in a.split(',') if p)} (got {a!r})"
                 )
@@ -181,12 +162,12 @@ class Session:
                 cycle=(name, name),
             )
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise UsageError(f"--retries must be a whole number >= 0, got {retries!r}")
+            raise SessionError(f"--retries must be a whole number >= 0, got {retries!r}")
         try:
             timeout = check_optional_seconds("--timeout", timeout, above=True,
                                              fix="leave --timeout out for no timeout")
         except (TypeError, ValueError) as exc:
-            raise UsageError(str(exc)) from None
+            raise SessionError(str(exc)) from None
         code = to_python(self.shell, source)
         filename = f"<wfy-task {name}>"
         body, last, is_async = compile_cell(code, filename)
@@ -223,7 +204,7 @@ class Session:
                 return dropped
             for n in names:
                 if n not in self._tasks:
-                    raise UsageError(unknown_task(self._tasks, n))
+                    raise SessionError(unknown_task(self._tasks, n))
             for n in names:
                 del self._tasks[n]
                 self.results.pop(n, None)
@@ -371,7 +352,7 @@ class Session:
         """Refuse to start a run while the previous background run is still going."""
         run = self.last_run
         if run is not None and not run.done:
-            raise UsageError(
+            raise RunInProgressError(
                 "a run of this session is still going (started with --background): wait for "
                 "it, check it with %wfy_status, or stop it with %wfy_cancel"
             )
@@ -381,41 +362,29 @@ class Session:
         self._retire_old_runners()
         self.last_run = run
         if background:
-            run.future = run.runner.run_in_background()
+            run.start()
         return run
 
     def wait(self, run: Run) -> RunResults:
         """Run ``run`` to the end in the calling thread (kernel cell or plain thread)."""
-        try:
-            return run.runner.run()
-        except KeyboardInterrupt:
-            # The kernel was interrupted while the cell waited: stop the tasks too.
-            run.runner.cancel_all()
-            raise
+        return run.wait()
 
     def wait_for_run(self, timeout: float | None = None) -> RunResults:
         """Block until the latest run (a ``--background`` one included) has ended; its results.
 
-        Raises ``UsageError`` when no run was started yet, and ``TimeoutError`` when *timeout*
-        seconds pass first (the run goes on; wait again or cancel it).
+        The same as ``session.last_run.wait(timeout)``: raises ``SessionError`` when no run
+        was started yet, and ``TimeoutError`` when *timeout* seconds pass first (the run goes
+        on; wait again or cancel it).
         """
+        run = self.last_run
         try:
             timeout = check_optional_seconds("wait_for_run(timeout=...)", timeout, above=True,
                                              fix="pass None to wait as long as it takes")
         except (TypeError, ValueError) as exc:
-            raise UsageError(str(exc)) from None
-        run = self.last_run
+            raise SessionError(str(exc)) from None
         if run is None:
-            raise UsageError("no run was started in this session yet: start one with %wfy_run")
-        if run.future is None:  # a blocking run: it ended before its cell did
-            return run.runner.results()
-        try:
-            return run.future.result(timeout=timeout)
-        except concurrent.futures.TimeoutError:
-            raise TimeoutError(
-                f"the run is still going after {timeout} s: wait again, or stop it with "
-                "%wfy_cancel"
-            ) from None
+            raise SessionError("no run was started in this session yet: start one with %wfy_run")
+        return run.wait(timeout)
 
     def run(self, names: Sequence[str] | None = None, *, max_workers: int | None = None
             ) -> RunResults:
@@ -437,10 +406,7 @@ class Session:
     def cancel(self) -> bool:
         """Cancel the current run, if one is going; True if there was one."""
         run = self.last_run
-        if run is None or run.done:
-            return False
-        run.runner.cancel_all()
-        return True
+        return run is not None and run.cancel()
 
     def _retire_old_runners(self) -> None:
         # Shut down finished runners lazily: doing it from a run's own completion callback
@@ -477,7 +443,7 @@ class Session:
             try:  # a directory would fail only at the first run's save
                 check_file_path("checkpoint", os.path.expanduser(checkpoint))
             except ValueError as exc:
-                raise UsageError(str(exc)) from None
+                raise SessionError(str(exc)) from None
         return self._checkpoint.configure(checkpoint, self.user_ns)
 
     def checkpointer(self) -> FileCheckpointer | None:
@@ -492,14 +458,13 @@ class Session:
         """Restore ``name`` and any task whose upstream it completes, if the checkpoint has
         them with a matching identity: after a restart, running the cells (in any order)
         brings the results back without running anything."""
+        self.last_prime_error = None
         if self.checkpoint_path is None:
             return []
         try:
             return self.prime(downstream(self.tasks, name))
-        except CheckpointError as exc:
-            import sys
-
-            print(f"wfy: results were not restored: {exc}", file=sys.stderr)
+        except CheckpointError as exc:  # the definition stands; the magic says why
+            self.last_prime_error = exc
             return []
 
     def prime(self, names: Iterable[str] | None = None) -> list[str]:
@@ -518,7 +483,7 @@ class Session:
             return []
         try:
             plan = self.plan(ready)
-        except UsageError:
+        except SessionError:
             return []
         restored: list[str] = []
         targets = set(ready)
