@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._handle import TaskHandle
 
-__all__ = ["args_digest", "base_key", "encode_args", "fingerprint"]
+__all__ = ["args_digest", "base_key", "encode_args", "fingerprint", "task_fingerprint"]
 
 _SCALARS = (int, float, str, bool, type(None))
 _MAX_READABLE = 60
@@ -82,13 +83,28 @@ def base_key(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
     return f"{name}[{args_digest(encoded or encode_args(args, kwargs))}]"
 
 
-def _own_digest(handle: TaskHandle[Any], encoded: bytes | None = None) -> str:
-    parts = [b"wfy1", handle.name.encode(), (handle.task.version or "").encode(),
-             encoded if encoded is not None else encode_args(handle.args, handle.kwargs)]
+def _digest(name: str, version: str | None, encoded: bytes, parents: Iterable[str]) -> str:
+    parts = [b"wfy1", name.encode(), (version or "").encode(), encoded]
     # Parent order in depends_on is incidental; sorting keeps the identity independent of it.
-    if handle.parents:
-        parts.extend(sorted((p._fingerprint or "").encode() for p in handle.parents))
+    parts.extend(sorted(p.encode() for p in parents))
     return hashlib.blake2b(b"\0".join(parts), digest_size=16).hexdigest()
+
+
+def _own_digest(handle: TaskHandle[Any], encoded: bytes | None = None) -> str:
+    return _digest(handle.name, handle.task.version,
+                   encoded if encoded is not None else encode_args(handle.args, handle.kwargs),
+                   [p._fingerprint or "" for p in handle.parents])
+
+
+def task_fingerprint(name: str, *, version: str | None = None, args: tuple[Any, ...] = (),
+                     kwargs: dict[str, Any] | None = None, parents: Iterable[str] = ()) -> str:
+    """The fingerprint a submission of task ``name`` gets, computed without a runner.
+
+    ``version`` is the task's ``version=``, ``args``/``kwargs`` its arguments and ``parents``
+    the fingerprints of the handles it depends on (in any order). Together with the task key
+    it is what a checkpoint is matched against (see :func:`pyworkflowy_nb.resume.restorable`).
+    """
+    return _digest(name, version, encode_args(args, kwargs or {}), parents)
 
 
 def fingerprint(handle: TaskHandle[Any], encoded: bytes | None = None) -> str:

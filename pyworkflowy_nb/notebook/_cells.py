@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import difflib
 import hashlib
 import inspect
 import keyword
@@ -13,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..validation import did_you_mean
 from ._exceptions import SessionError
 
 __all__ = [
@@ -114,10 +114,9 @@ def resolve_backend(name: str, backend: str | None, is_async: bool) -> str:
     if backend is None:
         return "asyncio" if is_async else "thread"
     if backend not in BACKEND_CHOICES:
-        close = difflib.get_close_matches(backend, BACKEND_CHOICES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise SessionError(
-            f"unknown --backend {backend!r}{hint}; use one of {', '.join(BACKEND_CHOICES)}"
+            f"unknown --backend {backend!r}{did_you_mean(backend, BACKEND_CHOICES)}; use one of "
+            f"{', '.join(BACKEND_CHOICES)}"
         )
     if is_async and backend != "asyncio":
         raise SessionError(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import functools
 import shlex
 import sys
@@ -25,8 +24,15 @@ from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
 
-from .._arguments import MAX_WORKERS, MIN_INTERVAL, seconds_ok, seconds_range, show
 from ..exceptions import CheckpointError, DependencyFailedError
+from ..validation import (
+    MAX_WORKERS,
+    MIN_INTERVAL,
+    close_matches,
+    seconds_ok,
+    seconds_range,
+    show,
+)
 from ._cells import check_name
 from ._exceptions import SessionError
 from ._loop import ParentPin
@@ -37,7 +43,7 @@ from ._tables import table, timestamp
 from ._tracebacks import user_traceback
 
 if TYPE_CHECKING:
-    from .._handle import RunResults
+    from .. import RunResults
 
 __all__ = ["WorkflowMagics"]
 
@@ -93,8 +99,7 @@ def _explain_unrecognized(magic: Callable[..., Any], message: str) -> str:
         if not word.startswith("-") or word in known:
             continue
         flag = word.split("=", 1)[0]
-        near = [o for o in known if o.startswith(flag)] or difflib.get_close_matches(
-            flag, known, n=1, cutoff=0.6)
+        near = [o for o in known if o.startswith(flag)] or close_matches(flag, known)
         hint = f"did you mean {near[0]}? " if near else ""
         return f"{usage} has no option {flag}: {hint}`{usage}?` lists the options"
     return f"{usage}: {message} (`{usage}?` lists what it takes)"

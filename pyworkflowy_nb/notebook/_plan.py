@@ -6,9 +6,9 @@ the snapshot under its lock and decides nothing here.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 
+from ..validation import close_matches, did_you_mean
 from ._cells import CellTask
 from ._exceptions import SessionCycleError as SessionCycleError
 from ._exceptions import SessionError
@@ -30,12 +30,11 @@ def unknown_task(tasks: Mapping[str, CellTask], name: str, needed_by: str | None
                  ) -> str:
     """The message for a task ``name`` that is not among ``tasks``, with a likely fix."""
     known = list(tasks)
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(name, known)
     listed = ", ".join(known) if known else "none yet"
     if needed_by is not None:
         # A near miss is a typo in the --after line; no near name means a cell not run yet.
-        fix = (f"fix the name on the `%%task {needed_by}` line" if close
+        fix = (f"fix the name on the `%%task {needed_by}` line" if hint
                else f"run the `%%task {name}` cell first")
         return (
             f"task {needed_by!r} runs --after {name!r}, which is not defined{hint}: {fix} "
@@ -51,7 +50,7 @@ def undefined_after(tasks: Mapping[str, CellTask], name: str) -> list[str]:
     for parent in cell.after:
         if parent in tasks:
             continue
-        close = difflib.get_close_matches(parent, [n for n in tasks if n != name], n=3)
+        close = close_matches(parent, [n for n in tasks if n != name], n=3)
         if close:
             names = " or ".join(repr(c) for c in close)
             notes.append(

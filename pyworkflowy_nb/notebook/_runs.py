@@ -17,7 +17,7 @@ import concurrent.futures
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._arguments import check_optional_seconds
+from ..validation import check_optional_seconds
 
 if TYPE_CHECKING:
     from .. import RunResults, TaskHandle, TaskRunner

@@ -6,13 +6,13 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .._task import Task
+from .. import Task
 from ._cells import check_name
 from ._exceptions import SessionError
 from ._tables import timestamp
 
 if TYPE_CHECKING:
-    from .._run import TaskRunner
+    from .. import TaskRunner
     from ..schedule import Job, Scheduler
     from ._session import Session
 
@@ -48,7 +48,7 @@ class ScheduleBook:
         self._entries: list[_Scheduled] = []
 
     def _ensure_started(self) -> Scheduler:
-        from .._run import TaskRunner
+        from .. import TaskRunner
         from ..schedule import Scheduler
 
         if self._scheduler is None:
@@ -102,7 +102,7 @@ class ScheduleBook:
 
     def cron(self, expression: str, names: Sequence[str]) -> Job:
         """Fire ``names`` (and their upstream) on a five-field cron expression."""
-        from .._cron import parse_cron
+        from ..schedule import parse_cron
 
         try:
             parse_cron(expression)

@@ -38,10 +38,10 @@ from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._arguments import check_file_path, check_optional_seconds
-from .._handle import RunResults, TaskHandle, TaskResult
-from .._task import Task
+from .. import RunResults, Task, TaskHandle, TaskResult, TaskStatus
 from ..exceptions import CheckpointError
+from ..resume import restorable, task_fingerprint
+from ..validation import check_file_path, check_optional_seconds
 from ._cells import BACKEND_CHOICES as BACKEND_CHOICES
 from ._cells import CellTask as CellTask
 from ._cells import cell_version as cell_version
@@ -56,7 +56,7 @@ from ._cells import (
     resolve_backend,
     to_python,
 )
-from ._checkpoint_file import CheckpointFile, Preloaded, is_kernel_shell
+from ._checkpoint_file import CheckpointFile, is_kernel_shell
 from ._checkpoint_file import default_checkpoint_path as default_checkpoint_path
 from ._checkpoint_file import notebook_path as notebook_path
 from ._dask_cells import DaskLane
@@ -70,9 +70,7 @@ from ._shipping import ShippedCell, run_in_worker
 from ._tables import duration
 
 if TYPE_CHECKING:
-    from .._checkpoint import FileCheckpointer
-    from .._events import TaskEvent
-    from .._run import TaskRunner
+    from .. import FileCheckpointer, TaskEvent, TaskRunner
 
 # The names before Session are re-exported from the modules that own them, for callers that
 # knew them here.
@@ -273,7 +271,7 @@ class Session:
 
     def _new_runner(self, max_workers: int | None, *, restore: bool, persist: bool
                     ) -> TaskRunner:
-        from .._run import TaskRunner
+        from .. import TaskRunner
 
         # Failures are reported by the magic after the run; the other branches keep going.
         # spawn, not fork: the kernel has live threads (zmq, the run's loop thread) that a
@@ -303,10 +301,12 @@ class Session:
             "completed", "restored", "failed", "skipped", "cancelled"
         ):
             return
-        result = handle.to_result()
-        self.results[handle.key] = result
+        self._store(handle.to_result())
+
+    def _store(self, result: TaskResult) -> None:
+        self.results[result.key] = result
         if result.ok:
-            self.user_ns[handle.key] = result.value
+            self.user_ns[result.key] = result.value
 
     def _namespace(self, upstream: dict[str, TaskHandle[Any]]) -> Callable[[], dict[str, Any]]:
         """The globals a cell runs in: a snapshot of the user namespace, upstream results
@@ -471,8 +471,6 @@ class Session:
         """Put the stored results of ``names`` (default: all) in the namespace, without running
         anything; only tasks whose whole upstream is defined can be checked. Returns the names
         restored."""
-        from .._run import TaskRunner
-
         records = self._checkpoint.stored_records()
         if not records:
             return []
@@ -485,19 +483,19 @@ class Session:
             plan = self.plan(ready)
         except SessionError:
             return []
-        restored: list[str] = []
         targets = set(ready)
-
-        def land(event: TaskEvent) -> None:
-            h = event.handle
-            if event.kind == "restored" and h is not None and h.key in targets:
-                self._land(event)
-                restored.append(h.key)
-
-        # A throwaway runner that never runs: submitting primes what matches, nothing else.
-        runner = TaskRunner.resume(Preloaded(records), on_task_error="continue")
-        runner.subscribe(land)
-        self._submit_plan(runner, plan)
+        restored: list[str] = []
+        fingerprints: dict[str, str] = {}
+        for cell in plan:  # upstream first: a child's fingerprint folds in its parents'
+            fp = fingerprints[cell.name] = task_fingerprint(
+                cell.name, version=self.effective_version(cell),
+                parents=[fingerprints[a] for a in cell.after])
+            rec = restorable(records, cell.name, fp) if cell.name in targets else None
+            if rec is not None:
+                self._store(TaskResult(cell.name, cell.name, TaskStatus.COMPLETED,
+                                       rec.get("value"), None, rec["attempts"],
+                                       rec["started_at"], rec["finished_at"], True))
+                restored.append(cell.name)
         return restored
 
     # -- reporting -----------------------------------------------------------------------------

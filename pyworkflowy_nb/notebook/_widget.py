@@ -42,7 +42,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .._context import start_timer
-from .._html import NodeSnapshot, nodes_table_html, snapshot_handles
+from ..display import NodeSnapshot, nodes_table_html, snapshot_handles
 from . import _dot, _static
 from ._timeline import TimelineRecorder, timeline_svg
 
@@ -408,7 +408,7 @@ def register_display(shell: Any = None) -> bool:
         shell = get_ipython()
     if shell is None or getattr(shell, "kernel", None) is None:
         return False  # a terminal cannot show widgets; keep the text repr there
-    from .._run import TaskRunner
+    from .. import TaskRunner
 
     shell.display_formatter.mimebundle_formatter.for_type(TaskRunner, _runner_bundle)
     return True
