@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import RunResults, Task, TaskHandle, TaskResult, TaskStatus
+from ..display import format_duration
 from ..exceptions import CheckpointError
 from ..resume import restorable, task_fingerprint
 from ..validation import check_file_path, check_optional_seconds
@@ -67,7 +68,6 @@ from ._plan import plan as plan_cells
 from ._runs import Run as Run
 from ._schedules import ScheduleBook
 from ._shipping import ShippedCell, run_in_worker
-from ._tables import duration
 
 if TYPE_CHECKING:
     from .. import FileCheckpointer, TaskEvent, TaskRunner
@@ -537,7 +537,7 @@ class Session:
             elif res is not None:
                 status = res.status.value + (" (restored)" if res.restored else "")
                 attempts = str(res.attempts) if res.attempts else ""
-                took = duration(res.duration)
+                took = "" if res.duration is None else format_duration(res.duration)
             rows.append({
                 "task": cell.name,
                 "after": ", ".join(cell.after) or "-",

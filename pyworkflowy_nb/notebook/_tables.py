@@ -1,10 +1,14 @@
-"""Plain-text output of the magics: aligned tables, durations, clock times."""
+"""Plain-text output of the magics: aligned tables and clock times.
+
+Durations are written with the engine's :func:`pyworkflowy_nb.display.format_duration`, the
+same words the widget and the static pictures use.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-__all__ = ["duration", "table", "timestamp"]
+__all__ = ["table", "timestamp"]
 
 
 def table(rows: list[dict[str, str]]) -> str:
@@ -15,17 +19,6 @@ def table(rows: list[dict[str, str]]) -> str:
     for r in rows:
         lines.append("  ".join(r[c].ljust(widths[c]) for c in cols).rstrip())
     return "\n".join(lines)
-
-
-def duration(seconds: float | None) -> str:
-    """A short human duration ("12.3ms", "4.56s", "2.5min"); empty for None."""
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return f"{seconds * 1000:.1f}ms"
-    if seconds < 120:
-        return f"{seconds:.2f}s"
-    return f"{seconds / 60:.1f}min"
 
 
 def timestamp(when: datetime | None, missing: str) -> str:

@@ -61,7 +61,7 @@ class Cancellable(Protocol):
 
 
 #: ``scheduler(delay_seconds, callback)`` runs ``callback`` once, later, off the caller's thread.
-Scheduler = Callable[[float, Callable[[], None]], Cancellable]
+TimerFactory = Callable[[float, Callable[[], None]], Cancellable]
 
 
 def _thread_timer(delay: float, callback: Callable[[], None]) -> Cancellable:
@@ -97,7 +97,7 @@ class RunnerWidget:
         heartbeat: float | None = 0.5,
         summarise_above: int = _dot.SUMMARY_THRESHOLD,
         clock: Callable[[], float] | None = None,
-        scheduler: Scheduler | None = None,
+        scheduler: TimerFactory | None = None,
     ) -> None:
         if not (callable(getattr(runner, "subscribe", None)) and hasattr(runner, "handles")):
             raise TypeError(
