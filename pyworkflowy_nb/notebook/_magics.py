@@ -39,7 +39,7 @@ from ._loop import ParentPin
 from ._plan import undefined_after
 from ._run_view import RunView, finish_view, show_run, watch_background
 from ._session import Run, Session
-from ._tables import table, timestamp
+from ._tables import config_lines, status_rows, table, timestamp
 from ._tracebacks import user_traceback
 
 if TYPE_CHECKING:
@@ -399,7 +399,7 @@ class WorkflowMagics(Magics):
         """Show the session's tasks, their latest outcome, the current run and schedules."""
         parse_argstring(self.wfy_status, line)
         session = self.session
-        rows = session.status_rows()
+        rows = status_rows(session)
         print(table(rows) if rows else "wfy: no tasks defined yet (write a `%%task NAME` cell)")
         run = session.last_run
         if run is not None and not run.done:
@@ -408,7 +408,7 @@ class WorkflowMagics(Magics):
         schedules = session.schedules.rows()
         if schedules:
             print(f"wfy: {len(schedules)} schedule(s) active (%wfy_schedule list)")
-        for text in session.describe_config():
+        for text in config_lines(session):
             print(f"wfy: {text}")
 
     @magic_arguments()
@@ -471,7 +471,7 @@ class WorkflowMagics(Magics):
             session.max_workers = args.max_workers
         if args.dask is not None:
             session.dask.configure(_unquote(args.dask))
-        for text in session.describe_config():
+        for text in config_lines(session):
             print(f"wfy: {text}")
 
     @magic_arguments()

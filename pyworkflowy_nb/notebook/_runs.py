@@ -1,6 +1,15 @@
 """One run of the session DAG: a fresh runner with the needed cells submitted, and its lifecycle.
 
 Design decisions:
+- Every run gets a brand-new ``TaskRunner`` (:func:`new_runner`) with the needed cells submitted
+  in plan order (:func:`submit_plan`); nothing of a run survives into the next one except
+  results, so redefining a cell always takes effect. Failures do not stop the other branches
+  (``on_task_error="continue"``): the magics report them after the run.
+- A cell body runs in a snapshot of the user namespace with its upstream results bound under
+  their task names (:func:`cell_namespace`); what it assigns stays inside it.
+- Sync cells are thread tasks, cells that await are asyncio tasks, ``--backend process`` cells
+  are engine process tasks shipped by value (:class:`~._shipping.ShippedCell`), and Dask cells
+  asyncio tasks awaiting the cluster.
 - :class:`Run` owns start, wait and cancel, so code in a notebook waits with ``run.wait()``
   whether the run was started in the background or not; ``%wfy_wait`` and
   ``Session.wait_for_run()`` are thin uses of it.
@@ -14,15 +23,19 @@ Design decisions:
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import Task
 from ..validation import check_optional_seconds
+from ._cells import CellTask, exec_async, exec_sync
+from ._shipping import ShippedCell, run_in_worker
 
 if TYPE_CHECKING:
-    from .. import RunResults, TaskHandle, TaskRunner
+    from .. import FileCheckpointer, RunResults, TaskHandle, TaskRunner
+    from ._dask_cells import DaskLane
 
-__all__ = ["Run"]
+__all__ = ["Run", "cell_namespace", "new_runner", "submit_plan"]
 
 
 class Run:
@@ -101,3 +114,94 @@ class Run:
             return False
         self.runner.cancel_all()
         return True
+
+
+def new_runner(ckpt: FileCheckpointer | None, max_workers: int | None, *, restore: bool
+               ) -> TaskRunner:
+    """A fresh runner for one run, checkpointing to ``ckpt`` (resuming from it with
+    ``restore``)."""
+    from .. import TaskRunner
+
+    # Failures are reported by the magic after the run; the other branches keep going.
+    # spawn, not fork: the kernel has live threads (zmq, the run's loop thread) that a
+    # forked worker would inherit in an undefined state.
+    options: dict[str, Any] = {"max_workers": max_workers, "on_task_error": "continue",
+                               "mp_context": "spawn"}
+    if ckpt is None:
+        return TaskRunner(**options)
+    if not ckpt.exists():
+        return TaskRunner(checkpointer=ckpt, **options)
+    if restore:
+        return TaskRunner.resume(ckpt, **options)
+    # Load anyway: the checkpointer must build on the stored segments, not replace them.
+    ckpt.read_records()
+    return TaskRunner(checkpointer=ckpt, **options)
+
+
+def submit_plan(runner: TaskRunner, plan: Sequence[CellTask], user_ns: MutableMapping[str, Any],
+                version_of: Callable[[CellTask], str], dask: DaskLane
+                ) -> dict[str, TaskHandle[Any]]:
+    """Submit the cells of ``plan`` (upstream first) to ``runner``; their handles by name."""
+    handles: dict[str, TaskHandle[Any]] = {}
+    for cell in plan:
+        upstream = {a: handles[a] for a in cell.after}
+        options: dict[str, Any] = {
+            "retries": cell.retries,
+            # Cells retry at once, as they always did (the magics have no backoff flag);
+            # the engine's own default is 0.1.0's exponential backoff.
+            "backoff": "none",
+            "timeout": cell.timeout,
+            "version": version_of(cell),
+        }
+        namespace = cell_namespace(user_ns, upstream)
+        node: Task[..., Any]
+        if cell.backend == "process":
+            node = ShippedCell(cell, namespace, **options)
+        else:
+            node = Task(
+                _cell_body(cell, namespace, dask), name=cell.name,
+                backend="asyncio" if cell.backend == "dask" else cell.backend, **options)
+        handles[cell.name] = runner.submit(
+            node, depends_on=list(upstream.values()), task_key=cell.name
+        )
+    return handles
+
+
+def cell_namespace(user_ns: Mapping[str, Any], upstream: Mapping[str, TaskHandle[Any]]
+                   ) -> Callable[[], dict[str, Any]]:
+    """The globals a cell runs in: a snapshot of the user namespace, upstream results
+    bound under their task names."""
+
+    def namespace() -> dict[str, Any]:
+        g = dict(user_ns)
+        for n, h in upstream.items():
+            g[n] = h.result()
+        return g
+
+    return namespace
+
+
+def _cell_body(cell: CellTask, namespace: Callable[[], dict[str, Any]], dask: DaskLane
+               ) -> Callable[[], Any]:
+    fn: Callable[[], Any]
+    if cell.backend == "dask":
+        executor = dask.executor
+
+        async def run_dask_cell() -> Any:
+            return await run_in_worker(executor, cell, namespace())
+
+        fn = run_dask_cell
+    elif cell.is_async:
+
+        async def run_async_cell() -> Any:
+            return await exec_async(cell, namespace())
+
+        fn = run_async_cell
+    else:
+
+        def run_cell() -> Any:
+            return exec_sync(cell, namespace())
+
+        fn = run_cell
+    fn.__qualname__ = fn.__name__ = f"wfy_task_{cell.name}"
+    return fn

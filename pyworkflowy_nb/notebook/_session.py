@@ -1,73 +1,55 @@
-"""The notebook session: named cell-tasks, their ``--after`` edges, and one fresh runner per run.
+"""The notebook session, the model of the notebook layer: definitions, plans, runs, results.
 
 Design decisions:
-- A ``%%task`` cell only *defines* a node. The session keeps the definitions (source, compiled
-  code, options) and builds a brand-new ``TaskRunner`` for every run, submitting the needed
-  nodes in topological order. Nothing of a run survives into the next one except results (in
-  the user namespace and, with checkpoints, on disk), so redefining a cell always takes effect.
-- Edges may name tasks that are not defined yet: after a kernel restart cells are re-run in any
-  order. Unknown names are reported when a run needs them; a cycle among defined tasks is
-  refused as soon as the cell that would close it is run, and the old definition stays.
-- A cell body runs in a *snapshot* of the user namespace (so imports and functions from earlier
-  cells work) with upstream results bound under their task names. Assignments inside a task cell
-  stay inside it: parallel tasks never race on the user's globals, and what a task contributes
-  to the namespace is exactly its result, stored under its name when it completes.
-- A task's identity is its name, its arguments (none) and ``Task.version``, a hash of the cell
-  source; the engine folds parents' fingerprints into a child's, so changing a cell invalidates
-  that node and everything downstream of it, and nothing else.
+- ``Session`` is a thin owner of the pieces, each in its own module: the definitions registry
+  (``_definitions``: cells checked, compiled, kept by name, cycles refused), the graph
+  algorithms (``_plan``), the runs (``_runs``: a fresh runner per run, cells submitted in plan
+  order, and :class:`~._runs.Run`, which owns start, wait and cancel), where checkpoints go
+  (``_checkpoint_file``), priming (``_priming``), ``%wfy_schedule`` (``_schedules``) and Dask
+  cells (``_dask_cells``). It keeps what ties them together: the user namespace, the latest
+  result of each task, the current run and the settings.
+- It is the model only: it returns values and raises :class:`~._exceptions.SessionError` for
+  user mistakes; it never prints and never imports IPython. The magics are the interface and
+  ``_tables`` formats its text. So the session is usable, and tested, without a kernel:
+  ``Session(user_ns={})`` gives one over a plain dict.
+- A cell contributes exactly its result to the namespace, stored under its name when it
+  completes (or is restored); a task's identity is its name and ``Task.version`` (the cell
+  source plus the notebook functions, classes and constants it refers to), and the engine
+  folds parents' fingerprints into a child's, so changing a cell invalidates that node and
+  everything downstream of it, and nothing else.
 - Checkpoints (cloudpickle, signed) are on by default in a kernel, in ``.wfy/<notebook>.ckpt``
-  beside the notebook. Every run resumes from the checkpoint, so after a kernel restart
-  re-running the cells primes what completed; defining a cell already restores its stored
-  result (and that of any task whose upstream just became complete) into the namespace, so
-  cells can be re-run in any order. A task's version also covers the notebook functions,
-  classes and plain constants its cell refers to: editing a helper cell re-runs its users.
-- Sync cells run on the thread backend by default (a data-science cell would otherwise block the
-  run's event loop); cells using top-level ``await`` run on the asyncio backend, and
-  ``--backend process`` cells on the engine's process lane (spawned workers), shipped there
-  by value (``_shipping``), so worker slots and timeouts are the engine's.
-
-The cell itself (compiling, identity, execution) is in ``_cells``, the graph algorithms in
-``_plan``, where checkpoints go in ``_checkpoint_file``, ``%wfy_schedule`` in ``_schedules``.
+  beside the notebook. Every run resumes from the checkpoint; defining a cell already restores
+  its stored result (and that of any task whose upstream just became complete).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import RunResults, Task, TaskHandle, TaskResult, TaskStatus
-from ..display import format_duration
+from .. import RunResults, TaskResult
 from ..exceptions import CheckpointError
-from ..resume import restorable, task_fingerprint
 from ..validation import check_file_path, check_optional_seconds
 from ._cells import BACKEND_CHOICES as BACKEND_CHOICES
 from ._cells import CellTask as CellTask
 from ._cells import cell_version as cell_version
 from ._cells import check_name as check_name
 from ._cells import compile_cell as compile_cell
-from ._cells import (
-    effective_version,
-    exec_async,
-    exec_sync,
-    referenced_names,
-    register_source,
-    resolve_backend,
-    to_python,
-)
+from ._cells import effective_version
 from ._checkpoint_file import CheckpointFile, is_kernel_shell
 from ._checkpoint_file import default_checkpoint_path as default_checkpoint_path
 from ._checkpoint_file import notebook_path as notebook_path
 from ._dask_cells import DaskLane
+from ._definitions import Definitions, new_cell
 from ._exceptions import RunInProgressError, SessionError
 from ._exceptions import SessionCycleError as SessionCycleError
-from ._plan import downstream, find_cycle, unknown_task, upstream_defined
-from ._plan import plan as plan_cells
+from ._plan import downstream, upstream_defined
+from ._priming import stored_results
 from ._runs import Run as Run
+from ._runs import new_runner, submit_plan
 from ._schedules import ScheduleBook
-from ._shipping import ShippedCell, run_in_worker
 
 if TYPE_CHECKING:
     from .. import FileCheckpointer, TaskEvent, TaskRunner
@@ -107,8 +89,7 @@ class Session:
         if checkpoint is None:  # auto: on in a Jupyter kernel, off elsewhere
             checkpoint = shell is not None and is_kernel_shell(shell)
         self._checkpoint = CheckpointFile()
-        self._tasks: dict[str, CellTask] = {}
-        self._lock = threading.RLock()
+        self._definitions = Definitions()
         self.configure_checkpoint(checkpoint)
         #: The latest outcome of each task, by name (kept across runs for %wfy_status).
         self.results: dict[str, TaskResult] = {}
@@ -129,8 +110,7 @@ class Session:
     @property
     def tasks(self) -> dict[str, CellTask]:
         """A copy of the current definitions, in definition order."""
-        with self._lock:
-            return dict(self._tasks)
+        return self._definitions.snapshot()
 
     def define(
         self,
@@ -143,79 +123,25 @@ class Session:
         backend: str | None = None,
     ) -> CellTask:
         """Define (or redefine) the node ``name`` whose body is ``source``; do not run it."""
-        check_name(name)
-        edges: list[str] = []
-        for a in after:
-            if isinstance(a, str) and "," in a:
-                raise SessionError(
-                    f"--after takes task names separated by spaces, not commas: write "
-                    f"--after {' '.join(p for p in a.split(',') if p)} (got {a!r})"
-                )
-            check_name(a, "--after task name")
-            if a not in edges:
-                edges.append(a)
-        if name in edges:
-            raise SessionCycleError(
-                f"task {name!r} cannot run --after itself; remove {name!r} from --after",
-                cycle=(name, name),
-            )
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise SessionError(f"--retries must be a whole number >= 0, got {retries!r}")
-        try:
-            timeout = check_optional_seconds("--timeout", timeout, above=True,
-                                             fix="leave --timeout out for no timeout")
-        except (TypeError, ValueError) as exc:
-            raise SessionError(str(exc)) from None
-        code = to_python(self.shell, source)
-        filename = f"<wfy-task {name}>"
-        body, last, is_async = compile_cell(code, filename)
-        register_source(filename, code)
-        resolved = resolve_backend(name, backend, is_async)
-        cell = CellTask(
-            name=name, source=source, code=code, after=tuple(edges), retries=retries,
-            timeout=timeout, backend=resolved, version=cell_version(source),
-            is_async=is_async, filename=filename, body=body, last=last,
-            refs=tuple(sorted(referenced_names(body, last) - set(edges))),
-        )
-        with self._lock:
-            trial = dict(self._tasks)
-            trial[name] = cell
-            cycle = find_cycle(trial, name)
-            if cycle:
-                path = " -> ".join(cycle)
-                raise SessionCycleError(
-                    f"task {name!r} would close a dependency cycle ({path}, where 'a -> b' means "
-                    f"a runs --after b); the previous definition of {name!r} is kept",
-                    cycle=tuple(cycle),
-                )
-            self._tasks[name] = cell
+        cell = new_cell(self.shell, name, source, after, retries, timeout, backend)
+        self._definitions.add(cell)
         self.last_primed = self._prime_after_define(name)
         return cell
-
     def forget(self, names: Sequence[str] | None = None) -> list[str]:
         """Drop the named definitions (all when ``names`` is None); return what was dropped."""
-        with self._lock:
-            if names is None:
-                dropped = list(self._tasks)
-                self._tasks.clear()
-                self.results.clear()
-                return dropped
-            for n in names:
-                if n not in self._tasks:
-                    raise SessionError(unknown_task(self._tasks, n))
-            for n in names:
-                del self._tasks[n]
-                self.results.pop(n, None)
-            return list(names)
+        dropped = self._definitions.forget(names)
+        if names is None:
+            self.results.clear()
+        for n in dropped:
+            self.results.pop(n, None)
+        return dropped
 
     # -- planning ------------------------------------------------------------------------------
 
     def plan(self, names: Sequence[str] | None = None) -> list[CellTask]:
         """The named tasks (all when empty) plus everything upstream, in the order they run
         (ties in definition order)."""
-        with self._lock:
-            tasks = dict(self._tasks)
-        return plan_cells(tasks, names)
+        return self._definitions.plan(names)
 
     # -- building and running ------------------------------------------------------------------
 
@@ -237,57 +163,12 @@ class Session:
         """
         plan = self.plan(names)
         workers = max_workers if max_workers is not None else self.max_workers
-        runner = self._new_runner(workers, restore=restore, persist=persist)
+        runner = new_runner(self.checkpointer() if persist else None, workers, restore=restore)
         runner.subscribe(self._land)
         for listener in listeners:
             runner.subscribe(listener)
-        handles = self._submit_plan(runner, plan)
+        handles = submit_plan(runner, plan, self.user_ns, self.effective_version, self.dask)
         return Run(runner=runner, handles=handles, names=tuple(c.name for c in plan))
-
-    def _submit_plan(self, runner: TaskRunner, plan: Sequence[CellTask]
-                     ) -> dict[str, TaskHandle[Any]]:
-        handles: dict[str, TaskHandle[Any]] = {}
-        for cell in plan:
-            upstream = {a: handles[a] for a in cell.after}
-            options: dict[str, Any] = {
-                "retries": cell.retries,
-                # Cells retry at once, as they always did (the magics have no backoff flag);
-                # the engine's own default is 0.1.0's exponential backoff.
-                "backoff": "none",
-                "timeout": cell.timeout,
-                "version": self.effective_version(cell),
-            }
-            node: Task[..., Any]
-            if cell.backend == "process":
-                node = ShippedCell(cell, self._namespace(upstream), **options)
-            else:
-                node = Task(
-                    self._make_body(cell, upstream), name=cell.name,
-                    backend="asyncio" if cell.backend == "dask" else cell.backend, **options)
-            handles[cell.name] = runner.submit(
-                node, depends_on=list(upstream.values()), task_key=cell.name
-            )
-        return handles
-
-    def _new_runner(self, max_workers: int | None, *, restore: bool, persist: bool
-                    ) -> TaskRunner:
-        from .. import TaskRunner
-
-        # Failures are reported by the magic after the run; the other branches keep going.
-        # spawn, not fork: the kernel has live threads (zmq, the run's loop thread) that a
-        # forked worker would inherit in an undefined state.
-        options: dict[str, Any] = {"max_workers": max_workers, "on_task_error": "continue",
-                                   "mp_context": "spawn"}
-        ckpt = self.checkpointer() if persist else None
-        if ckpt is None:
-            return TaskRunner(**options)
-        if not ckpt.exists():
-            return TaskRunner(checkpointer=ckpt, **options)
-        if restore:
-            return TaskRunner.resume(ckpt, **options)
-        # Load anyway: the checkpointer must build on the stored segments, not replace them.
-        ckpt.read_records()
-        return TaskRunner(checkpointer=ckpt, **options)
 
     def effective_version(self, cell: CellTask) -> str:
         """The cell's source hash, extended by what it uses from the notebook namespace:
@@ -307,46 +188,6 @@ class Session:
         self.results[result.key] = result
         if result.ok:
             self.user_ns[result.key] = result.value
-
-    def _namespace(self, upstream: dict[str, TaskHandle[Any]]) -> Callable[[], dict[str, Any]]:
-        """The globals a cell runs in: a snapshot of the user namespace, upstream results
-        bound under their task names."""
-        user_ns = self.user_ns
-
-        def namespace() -> dict[str, Any]:
-            g = dict(user_ns)
-            for n, h in upstream.items():
-                g[n] = h.result()
-            return g
-
-        return namespace
-
-    def _make_body(
-        self, cell: CellTask, upstream: dict[str, TaskHandle[Any]]
-    ) -> Callable[[], Any]:
-        namespace = self._namespace(upstream)
-        fn: Callable[[], Any]
-        if cell.backend == "dask":
-            executor = self.dask.executor
-
-            async def run_dask_cell() -> Any:
-                return await run_in_worker(executor, cell, namespace())
-
-            fn = run_dask_cell
-        elif cell.is_async:
-
-            async def run_async_cell() -> Any:
-                return await exec_async(cell, namespace())
-
-            fn = run_async_cell
-        else:
-
-            def run_cell() -> Any:
-                return exec_sync(cell, namespace())
-
-            fn = run_cell
-        fn.__qualname__ = fn.__name__ = f"wfy_task_{cell.name}"
-        return fn
 
     def check_idle(self) -> None:
         """Refuse to start a run while the previous background run is still going."""
@@ -483,68 +324,7 @@ class Session:
             plan = self.plan(ready)
         except SessionError:
             return []
-        targets = set(ready)
-        restored: list[str] = []
-        fingerprints: dict[str, str] = {}
-        for cell in plan:  # upstream first: a child's fingerprint folds in its parents'
-            fp = fingerprints[cell.name] = task_fingerprint(
-                cell.name, version=self.effective_version(cell),
-                parents=[fingerprints[a] for a in cell.after])
-            rec = restorable(records, cell.name, fp) if cell.name in targets else None
-            if rec is not None:
-                self._store(TaskResult(cell.name, cell.name, TaskStatus.COMPLETED,
-                                       rec.get("value"), None, rec["attempts"],
-                                       rec["started_at"], rec["finished_at"], True))
-                restored.append(cell.name)
-        return restored
-
-    # -- reporting -----------------------------------------------------------------------------
-
-    def describe_config(self) -> list[str]:
-        """Human-readable lines about the session's settings, for %wfy_status."""
-        from ._loop import nest_asyncio_enabled
-
-        lines = []
-        path = self.checkpoint_path
-        if path is None:
-            lines.append("checkpoint: off")
-        else:
-            state = "" if path.exists() else " (nothing stored yet)"
-            lines.append(f"checkpoint: {path}{state}")
-        if self.max_workers is not None:
-            lines.append(f"max workers: {self.max_workers}")
-        dask = self.dask.describe()
-        if dask is not None:
-            lines.append(dask)
-        if nest_asyncio_enabled():
-            lines.append("loop mode: nest_asyncio (runs happen on the kernel's own loop)")
-        return lines
-
-    def status_rows(self) -> list[dict[str, str]]:
-        """One row per defined task: options and the latest outcome, for %wfy_status."""
-        rows = []
-        for cell in self.tasks.values():
-            res = self.results.get(cell.name)
-            live = None
-            run = self.last_run
-            if run is not None and cell.name in run.handles and not run.done:
-                live = run.handles[cell.name]
-            status = "not run"
-            attempts = took = ""
-            if live is not None:
-                status = live.status.value
-                attempts = str(live.attempts) if live.attempts else ""
-            elif res is not None:
-                status = res.status.value + (" (restored)" if res.restored else "")
-                attempts = str(res.attempts) if res.attempts else ""
-                took = "" if res.duration is None else format_duration(res.duration)
-            rows.append({
-                "task": cell.name,
-                "after": ", ".join(cell.after) or "-",
-                "backend": cell.backend,
-                "status": status,
-                "attempts": attempts,
-                "duration": took,
-                "version": cell.version[:8],
-            })
-        return rows
+        restored = stored_results(plan, set(ready), records, self.effective_version)
+        for result in restored:
+            self._store(result)
+        return [r.key for r in restored]
