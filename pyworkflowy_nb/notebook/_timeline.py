@@ -5,7 +5,7 @@ Design decisions:
 - Built from the runner's events, not from the handles: a handle keeps only its last start and
   end, while the events tell every attempt, the retry waits between them and how long a task
   waited (for its dependencies or a free slot) before its first start.
-- :class:`TimelineRecorder` only appends ``(time, kind, attempt)`` per key under a lock; the
+- :class:`TimelineRecorder` only appends ``(time, kind, attempt)`` per key, without a lock; the
   picture is computed when asked, so a run's thread never pays for drawing. A recorder attached
   in the middle of a run has not seen the earlier events; for those tasks the handle's own
   start and end make a one-segment row.
@@ -61,12 +61,17 @@ class TimelineRow:
 class TimelineRecorder:
     """Listens to ``runner`` and keeps each task's events, for :meth:`rows`."""
 
-    def __init__(self, runner: Any, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, runner: Any, clock: Callable[[], float] = time.time, *,
+                 listen: bool = True) -> None:
         self.runner = runner
         self._clock = clock
         self._lock = threading.Lock()
-        self._events: dict[str, list[tuple[float, str, int]]] = {}
-        self._unsubscribe: Callable[[], None] | None = runner.subscribe(self._record)
+        #: ``(time, kind, attempt)`` per task key. With ``listen=False`` the owner feeds it
+        #: (the widget does, from its own listener, to save the bus a call per event).
+        self.log: dict[str, list[tuple[float, str, int]]] = {}
+        self._events = self.log
+        self._unsubscribe: Callable[[], None] | None = (
+            runner.subscribe(self._record) if listen else None)
         # Tasks submitted before the recorder (``%wfy_run`` submits, then shows the view) have
         # been waiting since at least now: without this a task that never starts (failed or
         # skipped because of a dependency) would have no row at all.
@@ -77,10 +82,10 @@ class TimelineRecorder:
                     self._events[h.key] = [(attached, "submitted", 0)]
 
     def _record(self, event: Any) -> None:
+        # No lock on this path (it runs on the run's thread for every event): dict.setdefault
+        # and list.append are atomic in CPython, and readers copy the lists first.
         handle = event.handle
-        if handle is None or event.kind == "progress":
-            return
-        with self._lock:
+        if handle is not None and event.kind != "progress":
             self._events.setdefault(handle.key, []).append(
                 (event.time, event.kind, event.attempt))
 
@@ -93,7 +98,7 @@ class TimelineRecorder:
         """One row per handle of the runner, in order of first activity."""
         now = self._clock() if now is None else now
         with self._lock:
-            events = {k: list(v) for k, v in self._events.items()}
+            events = {k: list(v) for k, v in list(self._events.items())}
         out = []
         for h in self.runner.handles:
             state = state_of(h)

@@ -148,7 +148,8 @@ class RunnerWidget:
         self._clock_line = widgets.HTML(value="")
         self._graph = widgets.HTML(value="")
         self._timeline = widgets.HTML(value="")
-        self._recorder = TimelineRecorder(runner)
+        self._recorder = TimelineRecorder(runner, listen=False)  # fed by _on_event
+        self._log = self._recorder.log
         self._views = widgets.Tab(children=[self._graph, self._timeline], selected_index=0)
         self._views.set_title(0, "Graph")
         self._views.set_title(1, "Timeline")
@@ -174,6 +175,9 @@ class RunnerWidget:
     # -- events (run's thread) ----------------------------------------------------------------
     def _on_event(self, event: Any) -> None:
         kind = event.kind
+        handle = event.handle
+        if handle is not None and kind != "progress":  # for the timeline (no lock: see there)
+            self._log.setdefault(handle.key, []).append((event.time, kind, event.attempt))
         if kind == "run-started":
             self._run_started, self._run_finished = event.time, None
         elif kind == "run-finished":
