@@ -1,15 +1,26 @@
-"""Clocks for the scheduler: the real one and a fake one for deterministic tests.
+"""The engine's one clock seam: what time it is, how a thread waits, how a timer is set.
 
 Design decisions
 ----------------
-* A clock is anything with ``now() -> datetime``. The scheduler never reads time any other
-  way, so swapping in :class:`FakeClock` makes ``tick()`` fully deterministic.
+* One protocol, :class:`Clock`, serves the dispatcher (timestamps), the scheduler (its
+  timetable and the waits of its thread) and the notebook widget (its redraw timers):
+  ``time()`` is epoch seconds, ``now()`` the same instant as a datetime, ``event()`` a
+  ``threading.Event`` whose ``wait(timeout)`` counts this clock's seconds, and
+  ``call_later(delay, callback)`` a one-shot timer off the caller's thread. Nothing in the
+  engine reads time any other way, except pacing that is about the machine rather than the
+  workflow (how often the loop yields, the checkpoint writer's fsync cadence, a caller's own
+  ``handle.wait(timeout)``), which stays on real time on purpose.
+* The event loop's timers (backoff waits, timeouts, ``asyncio.sleep`` in a task body) are the
+  loop's business: under the real clock the runner uses a stock loop; under a
+  :class:`~pyworkflowy_nb.testing.MockClock` it uses a loop whose ``time()`` is the mock's
+  (``_vloop.py``), so no engine code needs to know which clock it has.
+* Older scheduler clocks had only ``now() -> datetime``, and pyWorkflowy 0.1.0's were
+  zero-argument callables returning epoch seconds; :func:`as_clock` wraps both into a
+  :class:`Clock` (:class:`DatetimeClock`, :class:`EpochClock`) so they keep working.
 * :class:`SystemClock` returns *aware* datetimes by default, in the machine's zone when it can
   be identified (``TZ`` or ``/etc/localtime``) and otherwise at the current UTC offset. Aware
   times compare as absolute instants, so interval jobs keep their pace when the wall clock
   jumps at a daylight-saving change. Pass ``tz=`` to pin a zone.
-* :class:`FakeClock` keeps whatever kind of datetime it starts with: naive stays naive (plain
-  wall-clock arithmetic), aware stays aware and advances in absolute time.
 * pyWorkflowy 0.1.0 took a clock as a zero-argument callable returning epoch seconds
   (``time.time`` or a test's counter). :class:`EpochClock` wraps one into a :class:`Clock`; its
   readings are aware, in the same zone :class:`SystemClock` would use, so such a clock behaves
@@ -20,21 +31,75 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["Clock", "EpochClock", "FakeClock", "SystemClock"]
+__all__ = ["Cancellable", "Clock", "DatetimeClock", "EpochClock", "SystemClock", "WaitEvent",
+           "as_clock"]
+
+
+class Cancellable(Protocol):
+    """A timer that :meth:`Clock.call_later` armed."""
+
+    def cancel(self) -> None: ...
+
+
+class WaitEvent(Protocol):
+    """A ``threading.Event`` whose ``wait(timeout)`` counts seconds of the clock that made it."""
+
+    def set(self) -> None: ...
+
+    def clear(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 @runtime_checkable
 class Clock(Protocol):
-    """What the scheduler needs from a clock: the current time."""
+    """The engine's one source of time (see the module docstring)."""
+
+    def time(self) -> float:
+        """The current time in epoch seconds, like ``time.time()``."""
+        ...
 
     def now(self) -> datetime:
-        """The current time, naive or aware (a given clock should always return the same kind)."""
+        """The current time as a datetime, naive or aware (a given clock always returns the
+        same kind)."""
         ...
+
+    def event(self) -> WaitEvent:
+        """A new event whose ``wait(timeout)`` waits ``timeout`` seconds of this clock."""
+        ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
+        """Run ``callback()`` once, ``delay`` seconds of this clock from now, off the caller's
+        thread (or, for a mock clock, in the thread that moves the clock past it)."""
+        ...
+
+
+def _thread_timer(delay: float, callback: Callable[[], None]) -> Cancellable:
+    timer = threading.Timer(delay, callback)
+    timer.name = "wfy-timer"
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+class _RealWaits:
+    """Waits and timers on real time, for the clocks that read real time."""
+
+    @staticmethod
+    def event() -> WaitEvent:
+        return threading.Event()
+
+    @staticmethod
+    def call_later(delay: float, callback: Callable[[], None]) -> Cancellable:
+        return _thread_timer(delay, callback)
 
 
 def _local_zone() -> tzinfo | None:
@@ -53,7 +118,7 @@ def _local_zone() -> tzinfo | None:
         return None
 
 
-class SystemClock:
+class SystemClock(_RealWaits):
     """The real time. ``tz=None`` means the machine's local zone (see the module docstring)."""
 
     def __init__(self, tz: tzinfo | None = None) -> None:
@@ -61,6 +126,9 @@ class SystemClock:
             raise TypeError(f"SystemClock(tz=...) must be a tzinfo such as ZoneInfo('Europe/Paris')"
                             f" or None for the local zone, got {tz!r}")
         self._tz = tz if tz is not None else _local_zone()
+
+    # The function itself, not a method calling it: the dispatcher reads it twice per task.
+    time = staticmethod(time.time)
 
     @property
     def tz(self) -> tzinfo | None:
@@ -76,7 +144,7 @@ class SystemClock:
         return f"SystemClock(tz={self._tz!r})"
 
 
-class EpochClock:
+class EpochClock(_RealWaits):
     """A :class:`Clock` over a zero-argument callable returning epoch seconds (0.1.0's clocks).
 
     ``tz=None`` means the machine's local zone, as for :class:`SystemClock`.
@@ -88,18 +156,60 @@ class EpochClock:
         self._read = read
         self._tz = tz if tz is not None else _local_zone()
 
-    def now(self) -> datetime:
+    def time(self) -> float:
         seconds = self._read()
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
             raise TypeError(
                 f"the scheduler's clock {self._read!r} returned {seconds!r}; it must return "
                 "epoch seconds as a number, like time.time()")
+        return float(seconds)
+
+    def now(self) -> datetime:
+        seconds = self.time()
         if self._tz is None:
             return datetime.fromtimestamp(seconds, UTC).astimezone()
         return datetime.fromtimestamp(seconds, self._tz)
 
     def __repr__(self) -> str:
         return f"EpochClock({self._read!r})"
+
+
+class DatetimeClock(_RealWaits):
+    """A :class:`Clock` over an older scheduler clock that only has ``now() -> datetime``.
+
+    Naive readings count as local wall time for :meth:`time`, as ``datetime.timestamp`` does.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def now(self) -> datetime:
+        when = self._inner.now()
+        if not isinstance(when, datetime):
+            raise TypeError(f"the clock {self._inner!r} returned {when!r} from now(); it must "
+                            "return a datetime")
+        return when
+
+    def time(self) -> float:
+        return self.now().timestamp()
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+
+def as_clock(clock: object, what: str) -> Clock | None:
+    """``clock`` as a :class:`Clock` (None stays None); TypeError naming ``what`` otherwise."""
+    if clock is None or isinstance(clock, Clock):
+        return clock
+    # A Clock has a now() *method*; a 0.1.0-style callable clock may have `now` as plain data.
+    if callable(getattr(clock, "now", None)):
+        return DatetimeClock(clock)
+    if callable(clock) and not isinstance(clock, type):
+        return EpochClock(clock)
+    raise TypeError(
+        f"{what} must be a clock such as pyworkflowy_nb.testing.MockClock() (time(), now(), "
+        "event(), call_later()), an object with a now() method returning a datetime, or a "
+        f"zero-argument callable returning epoch seconds (like time.time), got {clock!r}")
 
 
 def _as_timedelta(amount: float | timedelta) -> timedelta:
@@ -115,52 +225,3 @@ def _as_timedelta(amount: float | timedelta) -> timedelta:
         raise ValueError(
             f"advance() takes a finite number of seconds up to {timedelta.max.total_seconds():g}"
             f", got {amount!r}") from None
-
-
-class FakeClock:
-    """A clock that only moves when told to; thread-safe.
-
-    >>> clock = FakeClock(datetime(2024, 1, 1, 9, 0))
-    >>> clock.advance(90)
-    >>> clock.now()
-    datetime.datetime(2024, 1, 1, 9, 1, 30)
-    """
-
-    def __init__(self, start: datetime) -> None:
-        if not isinstance(start, datetime):
-            raise TypeError(f"FakeClock needs a datetime to start at, got {type(start).__name__}")
-        self._now = start
-        self._lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, amount: float | timedelta) -> None:
-        """Move forward by ``amount`` seconds (or a timedelta) of real elapsed time."""
-        step = _as_timedelta(amount)
-        if step < timedelta(0):
-            raise ValueError(f"advance() only moves forward, got {amount!r}; use set() to go back")
-        with self._lock:
-            current = self._now
-            if current.tzinfo is None:
-                self._now = current + step
-            else:
-                # Aware arithmetic in Python adds to the wall clock; go through UTC so that an
-                # advance across a DST change moves by elapsed time.
-                self._now = (current.astimezone(UTC) + step).astimezone(current.tzinfo)
-
-    def set(self, when: datetime) -> None:
-        """Jump to ``when`` (forwards or backwards); it must be naive/aware like the start."""
-        if not isinstance(when, datetime):
-            raise TypeError(f"set() needs a datetime, got {type(when).__name__}")
-        with self._lock:
-            if (when.tzinfo is None) != (self._now.tzinfo is None):
-                kind = "naive" if self._now.tzinfo is None else "aware"
-                raise ValueError(
-                    f"set({when!r}): this FakeClock holds {kind} datetimes; pass a {kind} one"
-                )
-            self._now = when
-
-    def __repr__(self) -> str:
-        return f"FakeClock({self.now()!r})"

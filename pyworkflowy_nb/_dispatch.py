@@ -167,13 +167,14 @@ class Dispatcher:
     the events; ``pools`` run the thread/process/dask lanes; ``handles`` is the registry an
     abort walks; ``persistence`` (None without a checkpoint) is called on admission, commit and
     end; ``on_task_error`` is the policy applied when a task fails; ``owner`` is what task
-    bodies see as ``current_task().runner`` (opaque here: the dispatcher never calls it).
+    bodies see as ``current_task().runner`` (opaque here: the dispatcher never calls it);
+    ``now`` is the clock's ``time`` (epoch seconds), the source of every timestamp.
     """
 
     def __init__(self, *, lock: threading.RLock, bus: EventBus, pools: Pools,
                  handles: Mapping[str, TaskHandle[Any]], max_workers: int | None,
                  on_task_error: str, persistence: PersistHooks | None = None,
-                 owner: Any = None) -> None:
+                 owner: Any = None, now: Callable[[], float] = time.time) -> None:
         self.lock = lock
         self.bus = bus
         self.pools = pools
@@ -189,6 +190,10 @@ class Dispatcher:
         self.unfinished = 0  # admitted handles not yet terminal; changed only in this class
         self.run: ActiveRun | None = None
         self.rng = random.Random()
+        self.now = now  # every timestamp; the loop's timers keep the loop's own time
+        # Pool attempts whose outcome the loop has not seen yet: while any is out, a MockClock
+        # may not jump past their timeouts (see busy()).
+        self.awaiting: set[PoolFuture[Any]] = set()
         self.durable = persistence is not None and persistence.durable
         # Completed attempts waiting for their group's journal write: (handle, attempt, value).
         self.commits: list[tuple[TaskHandle[Any], int, Any]] = []
@@ -299,6 +304,10 @@ class Dispatcher:
         self.inflight[lane] -= 1
         self.total_inflight -= 1
 
+    def busy(self) -> bool:
+        """True while a real worker runs an attempt for this run (read by virtual loops)."""
+        return bool(self.awaiting)
+
     # -- driving -------------------------------------------------------------------------------
     async def drive(self, run: ActiveRun) -> None:
         assert run.wakeup is not None
@@ -345,7 +354,7 @@ class Dispatcher:
             return
         h.attempts += 1
         attempt = ctx.attempt = h.attempts
-        now = time.time()
+        now = self.now()
         if h.started_at is None:
             h.started_at = now
         if self.bus.active:
@@ -376,6 +385,12 @@ class Dispatcher:
                         run: ActiveRun) -> None:
         loop = run.loop
         assert loop is not None
+        # Armed before the attempt reaches a worker: once the body runs, its deadline is set
+        # (a test moving a MockClock by hand relies on that). The timer runs on this loop, so
+        # it always finds h._inflight set below.
+        timer = None
+        if h.task.timeout is not None:
+            timer = loop.call_later(h.task.timeout, self._pool_timeout, h, attempt)
         try:
             pool = self.pools.get(lane)
             try:
@@ -386,12 +401,12 @@ class Dispatcher:
                 self.pools.discard(lane, pool)
                 cf = self._submit_to(self.pools.get(lane), lane, h, ctx)
         except Exception as exc:  # a broken or shut-down pool fails the attempt, not the run
+            if timer is not None:
+                timer.cancel()
             self.attempt_done(h, attempt, None, exc, lane)
             return
         h._inflight = cf
-        timer = None
-        if h.task.timeout is not None:
-            timer = loop.call_later(h.task.timeout, self._pool_timeout, h, attempt, cf)
+        self.awaiting.add(cf)
 
         def done(f: PoolFuture[Any]) -> None:  # runs on a worker or pool-manager thread
             with self.lock:
@@ -414,6 +429,7 @@ class Dispatcher:
 
     def _pool_finished(self, h: TaskHandle[Any], attempt: int, f: PoolFuture[Any],
                        timer: asyncio.TimerHandle | None) -> None:
+        self.awaiting.discard(f)
         if timer is not None:
             timer.cancel()
         if f.cancelled():
@@ -424,7 +440,10 @@ class Dispatcher:
             self.attempt_done(h, attempt, None if exc else f.result(), exc, None)
         self.wake()
 
-    def _pool_timeout(self, h: TaskHandle[Any], attempt: int, cf: PoolFuture[Any]) -> None:
+    def _pool_timeout(self, h: TaskHandle[Any], attempt: int) -> None:
+        cf = h._inflight
+        assert isinstance(cf, PoolFuture)
+        self.awaiting.discard(cf)  # abandoned: its outcome no longer matters to the clock
         with self.lock:
             if h.attempts != attempt or h.status is not _RUNNING:
                 return
@@ -522,10 +541,11 @@ class Dispatcher:
                 return
             if (attempt > 1 and isinstance(exc, policy.retry_on)
                     and not isinstance(exc, TaskTimeoutError)):
-                started = h.started_at or time.time()
+                now = self.now()
+                started = h.started_at if h.started_at is not None else now
                 wrapped = RetryExhaustedError(
                     f"task {h.key!r} failed {attempt} times; last error: {exc!r}",
-                    task=h.key, attempts=attempt, elapsed=time.time() - started)
+                    task=h.key, attempts=attempt, elapsed=now - started)
                 wrapped.__cause__ = exc
                 exc = wrapped
             self.settle(h, _FAILED, None, exc)
@@ -555,7 +575,7 @@ class Dispatcher:
                 live.append(h)
             if not live:
                 return
-            now = time.time()
+            now = self.now()
             for h in live:
                 h.finished_at = now
             persistence.commit(live)
@@ -601,7 +621,7 @@ class Dispatcher:
         x.status = st
         x._value = val
         x._exception = err
-        x.finished_at = stamp if stamp is not None else time.time()
+        x.finished_at = stamp if stamp is not None else self.now()
         x._inflight = None
         self.unfinished -= 1
 

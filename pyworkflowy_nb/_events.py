@@ -61,9 +61,10 @@ class TaskEvent:
 class EventBus:
     """A copy-on-write list of listeners: emitting never takes a lock."""
 
-    __slots__ = ("_listeners", "_lock", "active")
+    __slots__ = ("_listeners", "_lock", "_now", "active")
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now  # the runner's clock: events carry its timestamps
         self._listeners: tuple[Listener, ...] = ()
         self._lock = threading.Lock()
         self.active = False  # a plain attribute: the dispatcher reads it per transition
@@ -86,7 +87,7 @@ class EventBus:
              error: BaseException | None = None, when: float | None = None,
              progress: Progress | None = None) -> None:
         """Tell every listener; ``when`` is the transition's timestamp if the caller has it."""
-        event = TaskEvent(kind, handle, time.time() if when is None else when, attempt, error,
+        event = TaskEvent(kind, handle, self._now() if when is None else when, attempt, error,
                           progress)
         for listener in self._listeners:
             try:

@@ -266,7 +266,7 @@ def nodes_table_html(nodes: Sequence[NodeSnapshot], *, limit: int = TABLE_ROW_LI
 
 def handle_html(handle: TaskHandle[Any]) -> str:
     """The notebook repr of one handle: a small key/value table."""
-    (node,) = snapshot_handles([handle])
+    (node,) = snapshot_handles([handle], now=handle.runner.clock.time())
     parents = ", ".join(
         f"<code>{html.escape(display_key(k))}</code>" for k in node.parents[:20]
     )
@@ -292,7 +292,7 @@ def handle_html(handle: TaskHandle[Any]) -> str:
 
 def runner_html(runner: TaskRunner) -> str:
     """The notebook repr of a runner: counts per state and the table of its handles."""
-    nodes = snapshot_handles(runner.handles)
+    nodes = snapshot_handles(runner.handles, now=runner.clock.time())
     status = "running" if runner.running else "idle"
     return (
         f'<div class="wfy-runner"><div><b>TaskRunner</b> · {len(nodes)} tasks · {status}</div>'

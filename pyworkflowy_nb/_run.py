@@ -15,6 +15,11 @@ registry, and builds the pieces below it: a :class:`~._dispatch.Dispatcher` (loc
 pools, registry, error policy) and, with a checkpoint, a :class:`~._persist.Persistence` that
 the dispatcher calls through. Neither piece imports or calls the runner.
 
+Under a :class:`~pyworkflowy_nb.testing.MockClock` every run and serve is driven on the dedicated
+loop thread, on a loop whose time is the clock's (``_vloop.py``): the caller's own loop (a
+kernel's, a test framework's) keeps real time, virtual time stays inside the run, and the same
+code works in a script and in a notebook cell.
+
 The constructor's defaults are pyWorkflowy 0.1.0's (eight workers, a checkpoint at most every
 5 s); its options may also be passed by position, as earlier versions of this package allowed.
 A runner that was shut down takes no more submissions, so a task can never sit in a runner
@@ -44,6 +49,7 @@ from ._arguments import (
     check_seconds,
 )
 from ._checkpoint import Checkpointer, FileCheckpointer, JSONCheckpointer, checkpointer_for_path
+from ._clock import Clock, SystemClock, as_clock
 from ._context import _current_runner
 from ._dispatch import ActiveRun, Dispatcher
 from ._events import EventBus, TaskEvent
@@ -55,6 +61,7 @@ from ._pools import Pools
 from ._records import records_from_state
 from ._task import Task
 from ._views import CallableList
+from ._vloop import loop_factory
 
 __all__ = ["TaskRunner"]
 
@@ -76,6 +83,7 @@ class TaskRunner:
         checkpointer: Checkpointer | None = None,
         mp_context: str | None = None,
         executors: Mapping[str, Executor] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         check_non_negative("max_workers", max_workers, integer=True, positive=True)
         check_at_most("max_workers", max_workers, MAX_WORKERS,
@@ -127,8 +135,11 @@ class TaskRunner:
             checkpointer = JSONCheckpointer(checkpoint_path)
         self.checkpointer = checkpointer
         self.checkpoint_interval = float(checkpoint_interval)
+        # Every timestamp (started_at, finished_at, events) comes from this clock; under a
+        # MockClock the run's event loop keeps its virtual time too (see _vloop.py).
+        self._clock: Clock = as_clock(clock, "TaskRunner(clock=...)") or SystemClock()
         self._lock = threading.RLock()
-        self._bus = EventBus()
+        self._bus = EventBus(self._clock.time)
         self._handles: dict[str, TaskHandle[Any]] = {}
         self._persist = (Persistence(checkpointer, self.checkpoint_interval, self._handles,
                                      self._lock)
@@ -142,7 +153,8 @@ class TaskRunner:
             lock=self._lock, bus=self._bus,
             pools=Pools(self.max_workers, self.mp_context, self.executors),
             handles=self._handles, max_workers=self.max_workers,
-            on_task_error=self.on_task_error, persistence=self._persist, owner=self)
+            on_task_error=self.on_task_error, persistence=self._persist, owner=self,
+            now=self._clock.time)
 
     # -- resume --------------------------------------------------------------------------------
     @classmethod
@@ -276,6 +288,11 @@ class TaskRunner:
 
     # -- running ---------------------------------------------------------------------------------
     @property
+    def clock(self) -> Clock:
+        """Where the runner's time comes from: the real clock, or the MockClock it was given."""
+        return self._clock
+
+    @property
     def running(self) -> bool:
         """True while a run is going (including one just started in the background)."""
         return self._dispatch.run is not None
@@ -284,8 +301,11 @@ class TaskRunner:
         """Run every submitted task to a terminal state on the current loop.
 
         While the runner serves (:meth:`serve`), this waits for what was submitted so far
-        instead of starting a run.
+        instead of starting a run. Under a MockClock the run goes to a dedicated loop thread on
+        virtual time, and this awaits it: the caller's loop keeps real time.
         """
+        if self._virtual() and not self._serving():
+            return await asyncio.wrap_future(self.run_in_background())
         run = ActiveRun()
         with self._lock:
             active = self._dispatch.run
@@ -309,8 +329,11 @@ class TaskRunner:
         Submissions from any thread (a scheduler, a task body, a web handler) run as they
         come. After ``stop()`` it returns once everything submitted has ended, with the
         results; like ``arun()`` it raises the first failure under ``on_task_error='raise'``
-        (which cancels the rest and ends serving).
+        (which cancels the rest and ends serving). Under a MockClock it serves on a dedicated
+        loop thread on virtual time, as :meth:`arun` runs.
         """
+        if self._virtual():
+            return await asyncio.wrap_future(self.serve_in_background())
         run = ActiveRun(serving=True)
         with self._lock:
             self._claim_run(run, "aserve")
@@ -365,6 +388,14 @@ class TaskRunner:
                 "current run; call stop() and wait for it before serving again")
         self._dispatch.run = run
 
+    def _virtual(self) -> bool:
+        return getattr(self._clock, "virtual", False) is True
+
+    def _serving(self) -> bool:
+        with self._lock:
+            active = self._dispatch.run
+            return active is not None and active.serving
+
     def _unfinished_handles(self) -> list[TaskHandle[Any]]:
         return [h for h in self._handles.values() if not h.status.terminal]
 
@@ -409,7 +440,9 @@ class TaskRunner:
             for h in pending:
                 h.wait()
             return RunResults(self._handles)
-        if loop is None:
+        if self._virtual():
+            pass  # always the loop thread, on virtual time: see arun()
+        elif loop is None:
             with self._lock:
                 active = self._dispatch.run
                 joinable = active is not None and active.future is not None
@@ -446,10 +479,13 @@ class TaskRunner:
         run.future = future
         # The caller's context (bound runner, a Jupyter cell's parent header) travels along.
         context = contextvars.copy_context()
+        # Made here, in the caller's thread: a virtual loop must count as busy from now on.
+        factory = loop_factory(self._clock, self._dispatch.busy)
 
         def main() -> None:
             try:
-                result = asyncio.run(self._drive(run))
+                with asyncio.Runner(loop_factory=factory) as loop_runner:
+                    result = loop_runner.run(self._drive(run))
             except BaseException as exc:
                 future.set_exception(exc)
             else:

@@ -17,8 +17,10 @@ Design decisions
   fires at the expression's next match after registration; ``at(dt)`` fires at ``dt``, or on the
   next tick if ``dt`` is already past, and is then finished.
 * **Time.** All time comes from the injected clock (:class:`SystemClock` by default, aware in the
-  local zone; :class:`FakeClock` for tests). Naive datetimes given to ``at()`` are read as wall
-  time in the clock's zone; times are compared as instants, never as wall-clock readings.
+  local zone; :class:`pyworkflowy_nb.testing.MockClock` for tests, the same one the runner under
+  test is given; :class:`FakeClock` is its deprecated older name). Naive datetimes given to
+  ``at()`` are read as wall time in the clock's zone; times are compared as instants, never as
+  wall-clock readings.
 * **Daylight saving.** Cron expressions are matched against the wall clock of the zone of the
   clock's ``now()`` (naive clocks have no DST). A matching time that does not exist because the
   clock springs forward fires once, at the first instant after the gap (``30 2 * * *`` fires at
@@ -40,6 +42,10 @@ Design decisions
 * **Waking.** The background loop waits on an ``Event`` (``arun()`` on an ``asyncio.Event``) with
   a timeout of at most ``tick_seconds``; ``stop()`` and new jobs set it, so ``stop()`` returns
   promptly and a job added to an idle scheduler is considered at once.
+  Under a :class:`~pyworkflowy_nb.testing.MockClock` the event is the clock's, its waits count
+  virtual seconds, and they last exactly until the next firing (no ``tick_seconds`` cap: virtual
+  time never moves behind the scheduler's back), so an autojumping clock goes from firing to
+  firing in one step.
 * Due jobs are kept in a heap ordered by next firing, so a tick costs O(fired * log jobs), not a
   scan of every job.
 
@@ -84,8 +90,9 @@ from ._arguments import (
     check_runner,
     check_seconds,
 )
-from ._clock import Clock, EpochClock, FakeClock, SystemClock
+from ._clock import Clock, EpochClock, SystemClock, as_clock
 from ._cron import CronExpression, parse_cron
+from ._mockclock import FakeClock, MockClock
 from ._views import CallableList
 
 if TYPE_CHECKING:
@@ -447,16 +454,7 @@ class Scheduler:
         clock: Clock | Callable[[], float] | None = None,
         poll_interval: float | None = None,
     ) -> None:
-        # A Clock has a now() *method*; the runtime Protocol check only sees that an attribute
-        # named `now` exists, which a 0.1.0-style callable clock may have as plain data.
-        if clock is not None and not callable(getattr(clock, "now", None)):
-            if not callable(clock) or isinstance(clock, type):
-                raise TypeError(
-                    "clock must have a now() method returning a datetime, or be a "
-                    f"zero-argument callable returning epoch seconds (like time.time), got "
-                    f"{clock!r}")
-            clock = EpochClock(clock)
-        assert clock is None or isinstance(clock, Clock)
+        clock = as_clock(clock, "Scheduler(clock=...)")
         if runner is not None:
             check_runner("Scheduler(runner=...)", runner, fix=_RUNNER_FIX)
         knob = "tick_seconds"
@@ -475,7 +473,8 @@ class Scheduler:
         self._mode: Literal["thread", "async"] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._wake = threading.Event()
+        # Waits of the background loop count the clock's seconds (a MockClock's are virtual).
+        self._wake = self._clock.event()
         self._async_wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
         self._served: dict[int, TaskRunner] = {}  # runners whose serve this scheduler started
 
@@ -559,7 +558,7 @@ class Scheduler:
         if now.tzinfo is None and when.tzinfo is not None:
             raise ValueError(
                 f"at({when.isoformat()}) is timezone-aware but the scheduler's clock gives naive "
-                "times; pass a naive datetime or a clock with a zone, e.g. FakeClock(aware start)"
+                "times; pass a naive datetime or a clock with a zone, e.g. MockClock(aware start)"
             )
         return when
 
@@ -724,14 +723,20 @@ class Scheduler:
         for runner in served:
             runner.stop()  # drains: what fired still runs to its end
 
-    def _delay(self) -> float:
-        """Seconds until the next job is due, capped by ``tick_seconds``."""
+    def _delay(self) -> float | None:
+        """Seconds until the next job is due, capped by ``tick_seconds``.
+
+        Under a MockClock there is no cap and no wait without a job (None: until notified):
+        virtual time cannot jump behind the scheduler's back, and an autojumping clock would
+        otherwise step through every ``tick_seconds`` of a long wait.
+        """
+        virtual = isinstance(self._clock, MockClock)
         with self._lock:
             entry = self._peek()
         if entry is None:
-            return self._poll_interval
-        remaining = (entry[0] - _instant(self._clock.now())).total_seconds()
-        return min(max(remaining, 0.0), self._poll_interval)
+            return None if virtual else self._poll_interval
+        remaining = max((entry[0] - _instant(self._clock.now())).total_seconds(), 0.0)
+        return remaining if virtual else min(remaining, self._poll_interval)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -774,7 +779,7 @@ class Scheduler:
                 if self._mode == "thread":
                     self._mode = None
 
-    def _pass(self) -> float:
+    def _pass(self) -> float | None:
         """One tick plus execution; returns how long to wait before the next one.
 
         Anything unexpected (a broken clock, say) is logged and retried, never fatal to the loop.
@@ -794,10 +799,16 @@ class Scheduler:
         try:
             while not self._stopping.is_set():
                 wake.clear()
+                self._wake.clear()
                 delay = self._pass()
+                if isinstance(self._clock, MockClock):
+                    # Virtual seconds: wait on the clock in a worker thread; _notify sets both.
+                    await asyncio.get_running_loop().run_in_executor(None, self._wake.wait, delay)
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), delay)
         finally:
+            self._wake.set()  # a virtual wait still going in a worker thread ends now
             self._stop_serving()
             with self._lock:
                 self._async_wake = None

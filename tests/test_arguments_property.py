@@ -32,7 +32,8 @@ from pyworkflowy_nb import EventLog, TaskBase, TaskRunner, task
 from pyworkflowy_nb._policy import RetryPolicy
 from pyworkflowy_nb.notebook import SessionError
 from pyworkflowy_nb.notebook._magics import WorkflowMagics, parse_argstring
-from pyworkflowy_nb.schedule import CronExpression, FakeClock, Scheduler, SystemClock, parse_cron
+from pyworkflowy_nb.schedule import CronExpression, Scheduler, SystemClock, parse_cron
+from pyworkflowy_nb.testing import MockClock
 
 YEAR = 365 * 24 * 3600
 START = datetime(2024, 1, 1, 9, 0)
@@ -139,7 +140,7 @@ _RUNNER = TaskRunner()
 
 
 def _every(value: Any) -> float:
-    scheduler = Scheduler(_RUNNER, clock=FakeClock(START))
+    scheduler = Scheduler(_RUNNER, clock=MockClock(START))
     job = scheduler.every(value).do(noop)
     job.cancel()
     assert job.interval is not None
@@ -162,10 +163,10 @@ SECONDS_KNOBS = [
          lambda v: TaskRunner(checkpoint_interval=v).checkpoint_interval, seconds_rule()),
     # poll_interval=None (the default) leaves tick_seconds, its 0.1.0 name, in charge.
     Knob("scheduler.poll_interval", "poll_interval",
-         lambda v: Scheduler(_RUNNER, clock=FakeClock(START), poll_interval=v),
+         lambda v: Scheduler(_RUNNER, clock=MockClock(START), poll_interval=v),
          seconds_rule(minimum=0.001, none=True), stored=False),
     Knob("scheduler.tick_seconds", "tick_seconds",
-         lambda v: Scheduler(_RUNNER, clock=FakeClock(START), tick_seconds=v),
+         lambda v: Scheduler(_RUNNER, clock=MockClock(START), tick_seconds=v),
          seconds_rule(minimum=0.001), stored=False),
     Knob("scheduler.every", "every(seconds)", _every,
          seconds_rule(minimum=0.001, timedeltas=True)),
@@ -227,7 +228,7 @@ def _submit_with_runner(value: Any) -> object:
 
 def _scheduler_for(value: Any) -> object:
     with TaskRunner():
-        return Scheduler(value, clock=FakeClock(START))
+        return Scheduler(value, clock=MockClock(START))
 
 
 TYPE_KNOBS = [
@@ -247,10 +248,10 @@ TYPE_KNOBS = [
          lambda v: v is None or isinstance(v, TaskRunner), stored=False),
     # A clock is a Clock, or (as in 0.1.0) a function returning epoch seconds; a class is neither.
     Knob("scheduler.clock", "clock", lambda v: Scheduler(_RUNNER, clock=v),
-         lambda v: v is None or isinstance(v, FakeClock | SystemClock)
+         lambda v: v is None or isinstance(v, MockClock | SystemClock)
          or (callable(v) and not isinstance(v, type)), stored=False),
     Knob("scheduler.every.name", "name",
-         lambda v: Scheduler(_RUNNER, clock=FakeClock(START)).every(5, name=v),
+         lambda v: Scheduler(_RUNNER, clock=MockClock(START)).every(5, name=v),
          lambda v: v is None or (isinstance(v, str) and bool(v)), stored=False),
     Knob("runner.executors", "executor", lambda v: TaskRunner(executors=v),
          lambda v: v is None or v == {}, stored=False),
@@ -265,7 +266,7 @@ TYPE_KNOBS = [
 TYPE_VALUES = st.one_of(
     ANY_VALUE,
     st.sampled_from([ValueError, OSError, KeyboardInterrupt, int, ValueError(), (ValueError,),
-                     (ValueError, int), (), [ValueError], _RUNNER, FakeClock(START),
+                     (ValueError, int), (), [ValueError], _RUNNER, MockClock(START),
                      SystemClock(), UTC, {"threadz": None}, {"thread": 5},
                      "threads", "x", ThreadPoolExecutor(1)]),
 )
@@ -348,7 +349,7 @@ def test_accepted_backoff_always_gives_a_delay_the_loop_can_sleep_on(
     st.sampled_from([None, 5, b"* * * * *", ["*"] * 5, "@hourly", "@weekly ", "@sometimes"]),
 ))
 def test_cron_expressions_parse_or_name_the_problem(expr: Any) -> None:
-    scheduler = Scheduler(_RUNNER, clock=FakeClock(START))
+    scheduler = Scheduler(_RUNNER, clock=MockClock(START))
     try:
         parsed = parse_cron(expr)
     except (ValueError, TypeError) as exc:
@@ -435,7 +436,7 @@ def test_infinite_checkpoint_interval_is_refused_at_the_runner(tmp_path: Path) -
                                      YEAR + 1, timedelta.max, timedelta(days=366)],
                          ids=str)
 def test_every_refuses_intervals_too_small_or_too_large(seconds: Any) -> None:
-    scheduler = Scheduler(_RUNNER, clock=FakeClock(START))
+    scheduler = Scheduler(_RUNNER, clock=MockClock(START))
     with pytest.raises(ValueError, match=r"every\(seconds\) must be"):
         scheduler.every(seconds)
     assert len(scheduler) == 0
@@ -494,7 +495,7 @@ def test_scheduler_runner_is_checked_at_the_call() -> None:
     lambda v: Scheduler(_RUNNER).every(v),
     lambda v: Scheduler(_RUNNER).stop(timeout=v),
     lambda v: _DONE.result(timeout=v),
-    lambda v: FakeClock(START).advance(v),
+    lambda v: MockClock(START).advance(v),
 ], ids=["timeout", "backoff_base", "backoff_max", "jitter", "checkpoint_interval",
         "poll_interval", "every", "stop", "result", "advance"])
 @pytest.mark.parametrize("huge", [10**400, -(10**400), 1e300, math.inf, math.nan],

@@ -12,11 +12,8 @@ import pyworkflowy_nb
 
 NOTEBOOK = Path(pyworkflowy_nb.__file__).parent / "notebook"
 
-# (module file, private engine module) pairs allowed for now, each with its reason.
-ALLOWED = {
-    # The widget's redraw timer; the `clock` branch of issue 11 moves it onto the public clock.
-    ("_widget.py", "_context"),
-}
+# (module file, private engine module) pairs allowed, each with its reason: none.
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _engine_imports(tree: ast.Module) -> list[str]:

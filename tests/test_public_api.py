@@ -170,3 +170,14 @@ def test_schedule_module_is_public() -> None:
     import pyworkflowy_nb.schedule as schedule
 
     assert hasattr(schedule, "Scheduler")
+
+
+def test_testing_module_is_public() -> None:
+    import pyworkflowy_nb.testing as testing
+    from pyworkflowy_nb import _mockclock
+    from pyworkflowy_nb.schedule import Clock
+
+    assert testing.__all__ == ["MockClock"]
+    assert testing.MockClock is _mockclock.MockClock
+    assert testing.MockClock.__doc__
+    assert isinstance(testing.MockClock(), Clock)  # the engine's one clock protocol

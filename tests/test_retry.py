@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 
 import pytest
 from hypothesis import given
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 from pyworkflowy_nb import EventLog, TaskRunner, TaskStatus, current_task, task
 from pyworkflowy_nb._policy import RetryPolicy
 from pyworkflowy_nb.exceptions import RetryExhaustedError, TaskError, TaskTimeoutError
+from pyworkflowy_nb.testing import MockClock
 
 
 class Transient(Exception):
@@ -199,25 +199,25 @@ def test_default_retry_on_is_exception() -> None:
 
 
 @pytest.mark.parametrize("backoff", ["linear", "exponential"])
-def test_runner_waits_at_least_the_backoff_between_attempts(backoff: str) -> None:
-    # Lower bounds only: a timer never fires early, however busy the machine is.
+def test_runner_waits_exactly_the_backoff_between_attempts(backoff: str) -> None:
+    # On a MockClock the waits are exact, and take no real time.
+    clock = MockClock(start=0.0, autojump_threshold=0)
     stamps: list[float] = []
 
     def body() -> str:
-        stamps.append(time.monotonic())
-        if len(stamps) < 3:
+        stamps.append(clock.time())
+        if len(stamps) < 4:
             raise Transient("again")
         return "ok"
 
-    t = task(name=f"backoff-{backoff}", retries=2, backoff=backoff, backoff_base=0.04)(body)
-    with TaskRunner() as runner:
+    t = task(name=f"backoff-{backoff}", retries=3, backoff=backoff, backoff_base=10.0,
+             backoff_max=100.0)(body)
+    with TaskRunner(clock=clock) as runner:
         h = runner.submit(t)
         runner.run()
     assert h.result() == "ok"
-    expected = [0.04, 0.08]  # linear: 0.04*1, 0.04*2; exponential: 0.04*1, 0.04*2
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    for gap, want in zip(gaps, expected, strict=True):
-        assert gap >= want * 0.9
+    expected = {"linear": [10.0, 20.0, 30.0], "exponential": [10.0, 20.0, 40.0]}[backoff]
+    assert [b - a for a, b in itertools.pairwise(stamps)] == expected
 
 
 def test_runner_uses_the_policy_delays(monkeypatch: pytest.MonkeyPatch) -> None:

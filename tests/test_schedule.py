@@ -1,4 +1,4 @@
-"""The Scheduler against a real TaskRunner, driven by a FakeClock (no wall-clock assertions)."""
+"""The Scheduler against a real TaskRunner, driven by a MockClock (no wall-clock assertions)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from pyworkflowy_nb.schedule import (
     SystemClock,
     parse_cron,
 )
+from pyworkflowy_nb.testing import MockClock
 
 HANG_GUARD = 30.0  # seconds; reached only when something is broken
 NEW_YORK = ZoneInfo("America/New_York")
@@ -72,8 +73,8 @@ def scheduler_threads() -> list[threading.Thread]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START)
+def clock() -> MockClock:
+    return MockClock(START)
 
 
 @pytest.fixture
@@ -102,17 +103,17 @@ def test_public_names() -> None:
 
 
 def test_without_a_runner_the_error_names_the_fix() -> None:
-    sched = Scheduler(clock=FakeClock(START))  # 0.1.0: the runner may come later
+    sched = Scheduler(clock=MockClock(START))  # 0.1.0: the runner may come later
     with pytest.raises(RuntimeError, match=r"runner=.*with TaskRunner\(\) as runner:"):
         sched.tick()
 
 
-def test_finds_the_bound_runner(clock: FakeClock) -> None:
+def test_finds_the_bound_runner(clock: MockClock) -> None:
     with TaskRunner() as bound:
         assert Scheduler(clock=clock).runner is bound
 
 
-def test_explicit_runner_wins(clock: FakeClock) -> None:
+def test_explicit_runner_wins(clock: MockClock) -> None:
     explicit = TaskRunner()
     with TaskRunner():
         assert Scheduler(explicit, clock=clock).runner is explicit
@@ -134,7 +135,7 @@ def test_clock_must_have_now(runner: TaskRunner) -> None:
 
 
 def test_every_fires_after_its_interval_and_passes_arguments(
-    runner: TaskRunner, clock: FakeClock
+    runner: TaskRunner, clock: MockClock
 ) -> None:
     sched = Scheduler(runner, clock=clock)
     job = sched.every(60).do(add, 2, b=3)
@@ -153,7 +154,7 @@ def test_every_fires_after_its_interval_and_passes_arguments(
 
 
 def test_every_does_not_backfill_and_drifts_from_the_firing_tick(
-    runner: TaskRunner, clock: FakeClock
+    runner: TaskRunner, clock: MockClock
 ) -> None:
     sched = Scheduler(runner, clock=clock)
     job = sched.every(timedelta(seconds=10)).do(noop)
@@ -179,7 +180,7 @@ def test_every_does_not_backfill_and_drifts_from_the_firing_tick(
     ],
 )
 def test_every_validates_its_interval(runner: TaskRunner, seconds: Any, error: type) -> None:
-    sched = Scheduler(runner, clock=FakeClock(START))
+    sched = Scheduler(runner, clock=MockClock(START))
     with pytest.raises(error, match="every"):
         sched.every(seconds)
 
@@ -188,7 +189,7 @@ def test_every_validates_its_interval(runner: TaskRunner, seconds: Any, error: t
 
 
 def test_cron_fires_on_the_expression_and_never_backfills(
-    runner: TaskRunner, clock: FakeClock
+    runner: TaskRunner, clock: MockClock
 ) -> None:
     clock.set(datetime(2024, 1, 1, 10, 7, 30))
     sched = Scheduler(runner, clock=clock)
@@ -205,7 +206,7 @@ def test_cron_fires_on_the_expression_and_never_backfills(
     assert job.fired == 2
 
 
-def test_cron_accepts_aliases_and_parsed_expressions(runner: TaskRunner, clock: FakeClock) -> None:
+def test_cron_accepts_aliases_and_parsed_expressions(runner: TaskRunner, clock: MockClock) -> None:
     sched = Scheduler(runner, clock=clock)
     hourly = sched.cron("@hourly").do(noop)
     parsed = sched.cron(parse_cron("30 9 * * *")).do(noop)
@@ -214,7 +215,7 @@ def test_cron_accepts_aliases_and_parsed_expressions(runner: TaskRunner, clock: 
 
 
 def test_cron_bad_expression_names_field_and_token(runner: TaskRunner) -> None:
-    sched = Scheduler(runner, clock=FakeClock(START))
+    sched = Scheduler(runner, clock=MockClock(START))
     with pytest.raises(ValueError, match=r"cron field 'hour' token '25'"):
         sched.cron("0 25 * * *")
 
@@ -222,7 +223,7 @@ def test_cron_bad_expression_names_field_and_token(runner: TaskRunner) -> None:
 # -- at -------------------------------------------------------------------------------------
 
 
-def test_at_fires_once_and_then_leaves_the_job_list(runner: TaskRunner, clock: FakeClock) -> None:
+def test_at_fires_once_and_then_leaves_the_job_list(runner: TaskRunner, clock: MockClock) -> None:
     sched = Scheduler(runner, clock=clock)
     when = START + timedelta(hours=2)
     job = sched.at(when).do(add, 1)
@@ -241,7 +242,7 @@ def test_at_fires_once_and_then_leaves_the_job_list(runner: TaskRunner, clock: F
     assert job.last_fired == when
 
 
-def test_at_in_the_past_fires_on_the_next_tick(runner: TaskRunner, clock: FakeClock) -> None:
+def test_at_in_the_past_fires_on_the_next_tick(runner: TaskRunner, clock: MockClock) -> None:
     sched = Scheduler(runner, clock=clock)
     job = sched.at(START - timedelta(days=1)).do(noop)
     assert len(sched.tick()) == 1
@@ -249,21 +250,21 @@ def test_at_in_the_past_fires_on_the_next_tick(runner: TaskRunner, clock: FakeCl
 
 
 def test_at_naive_time_is_read_in_the_clocks_zone(runner: TaskRunner) -> None:
-    clock = FakeClock(datetime(2024, 6, 1, 8, 0, tzinfo=NEW_YORK))
+    clock = MockClock(datetime(2024, 6, 1, 8, 0, tzinfo=NEW_YORK))
     sched = Scheduler(runner, clock=clock)
     job = sched.at(datetime(2024, 6, 1, 9, 0)).do(noop)
     assert job.next_fire is not None
     assert job.next_fire.astimezone(UTC) == datetime(2024, 6, 1, 13, 0, tzinfo=UTC)
 
 
-def test_at_aware_time_with_a_naive_clock_is_refused(runner: TaskRunner, clock: FakeClock) -> None:
+def test_at_aware_time_with_a_naive_clock_is_refused(runner: TaskRunner, clock: MockClock) -> None:
     sched = Scheduler(runner, clock=clock)
     with pytest.raises(ValueError, match="naive"):
         sched.at(datetime(2024, 6, 1, 9, 0, tzinfo=UTC)).do(noop)
     assert sched.jobs == []
 
 
-def test_at_needs_a_datetime(runner: TaskRunner, clock: FakeClock) -> None:
+def test_at_needs_a_datetime(runner: TaskRunner, clock: MockClock) -> None:
     sched = Scheduler(runner, clock=clock)
     with pytest.raises(TypeError, match="datetime"):
         sched.at("2024-06-01 09:00")  # type: ignore[arg-type]
@@ -272,7 +273,7 @@ def test_at_needs_a_datetime(runner: TaskRunner, clock: FakeClock) -> None:
 # -- jobs as objects ------------------------------------------------------------------------
 
 
-def test_jobs_are_listed_inspected_and_cancelled(runner: TaskRunner, clock: FakeClock) -> None:
+def test_jobs_are_listed_inspected_and_cancelled(runner: TaskRunner, clock: MockClock) -> None:
     sched = Scheduler(runner, clock=clock)
     first = sched.every(10).do(add, 1)
     second = sched.cron("* * * * *", name="minutely").do(noop)
@@ -295,7 +296,7 @@ def test_jobs_are_listed_inspected_and_cancelled(runner: TaskRunner, clock: Fake
     assert fired == [third.last_handle, second.last_handle]  # in next_fire order
 
 
-def test_tick_returns_handles_in_firing_order(runner: TaskRunner, clock: FakeClock) -> None:
+def test_tick_returns_handles_in_firing_order(runner: TaskRunner, clock: MockClock) -> None:
     sched = Scheduler(runner, clock=clock)
     late = sched.every(30).do(add, 30)
     early = sched.every(10).do(add, 10)
@@ -304,7 +305,7 @@ def test_tick_returns_handles_in_firing_order(runner: TaskRunner, clock: FakeClo
     assert handles == [early.last_handle, late.last_handle]
 
 
-def test_many_jobs_fire_exactly_when_due(runner: TaskRunner, clock: FakeClock) -> None:
+def test_many_jobs_fire_exactly_when_due(runner: TaskRunner, clock: MockClock) -> None:
     sched = Scheduler(runner, clock=clock)
     jobs = [sched.every(i + 1).do(noop) for i in range(1000)]
     clock.advance(10)
@@ -315,7 +316,7 @@ def test_many_jobs_fire_exactly_when_due(runner: TaskRunner, clock: FakeClock) -
     assert len(sched.tick()) == 20
 
 
-def test_do_needs_a_callable(runner: TaskRunner, clock: FakeClock) -> None:
+def test_do_needs_a_callable(runner: TaskRunner, clock: MockClock) -> None:
     sched = Scheduler(runner, clock=clock)
     with pytest.raises(TypeError, match="not its result"):
         sched.every(5).do(add(1, 2))  # type: ignore[arg-type]
@@ -324,7 +325,7 @@ def test_do_needs_a_callable(runner: TaskRunner, clock: FakeClock) -> None:
 # -- failures -------------------------------------------------------------------------------
 
 
-def test_a_failing_job_does_not_stop_the_others(runner: TaskRunner, clock: FakeClock) -> None:
+def test_a_failing_job_does_not_stop_the_others(runner: TaskRunner, clock: MockClock) -> None:
     sched = Scheduler(runner, clock=clock)
     bad = sched.every(10).do(explode)
     good = sched.every(10).do(add, 7)
@@ -338,7 +339,7 @@ def test_a_failing_job_does_not_stop_the_others(runner: TaskRunner, clock: FakeC
 
 
 def test_a_failed_submission_is_logged_and_recorded(
-    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, clock: MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The JSON checkpointer refuses an unserialisable argument at submit time.
     with TaskRunner(on_task_error="continue", checkpoint_path=tmp_path / "state.json") as runner:
@@ -357,7 +358,7 @@ def test_a_failed_submission_is_logged_and_recorded(
         assert fine.last_handle is not None and fine.last_handle.result() == 1
 
 
-def test_background_scheduler_survives_failing_jobs(runner: TaskRunner, clock: FakeClock) -> None:
+def test_background_scheduler_survives_failing_jobs(runner: TaskRunner, clock: MockClock) -> None:
     signal = Signal()
     sched = Scheduler(runner, clock=clock, poll_interval=0.01)
     bad = sched.every(10).do(explode)
@@ -375,7 +376,7 @@ def test_background_scheduler_survives_failing_jobs(runner: TaskRunner, clock: F
             handle.result(timeout=HANG_GUARD)
 
 
-def test_background_scheduler_survives_a_raising_runner(clock: FakeClock) -> None:
+def test_background_scheduler_survives_a_raising_runner(clock: MockClock) -> None:
     # With on_task_error="raise" a failure aborts that run; a later firing starts a new one.
     signal = Signal()
     failed = threading.Event()
@@ -413,9 +414,9 @@ def test_background_scheduler_survives_a_raising_runner(clock: FakeClock) -> Non
 
 
 class FlakyClock:
-    """A FakeClock whose next reading can be made to raise."""
+    """A MockClock whose next reading can be made to raise."""
 
-    def __init__(self, inner: FakeClock) -> None:
+    def __init__(self, inner: MockClock) -> None:
         self.inner = inner
         self.failures = 0
 
@@ -426,7 +427,7 @@ class FlakyClock:
         return self.inner.now()
 
 
-def test_background_loop_survives_a_broken_clock(runner: TaskRunner, clock: FakeClock) -> None:
+def test_background_loop_survives_a_broken_clock(runner: TaskRunner, clock: MockClock) -> None:
     signal = Signal()
     logged = threading.Event()
 
@@ -456,7 +457,7 @@ def test_background_loop_survives_a_broken_clock(runner: TaskRunner, clock: Fake
 # -- running in the background ---------------------------------------------------------------
 
 
-def test_start_runs_fired_jobs_without_a_run_going(runner: TaskRunner, clock: FakeClock) -> None:
+def test_start_runs_fired_jobs_without_a_run_going(runner: TaskRunner, clock: MockClock) -> None:
     signal = Signal()
     sched = Scheduler(runner, clock=clock, poll_interval=0.01)
     job = sched.every(60).do(signal)
@@ -470,7 +471,7 @@ def test_start_runs_fired_jobs_without_a_run_going(runner: TaskRunner, clock: Fa
     assert job.last_handle.result(timeout=HANG_GUARD) == 1
 
 
-def test_stop_wakes_and_joins_the_thread(runner: TaskRunner, clock: FakeClock) -> None:
+def test_stop_wakes_and_joins_the_thread(runner: TaskRunner, clock: MockClock) -> None:
     # An hour-long poll interval: stop() can only return promptly if it wakes the thread.
     sched = Scheduler(runner, clock=clock, poll_interval=3600)
     sched.every(60).do(noop)
@@ -485,7 +486,7 @@ def test_stop_wakes_and_joins_the_thread(runner: TaskRunner, clock: FakeClock) -
 
 
 def test_start_twice_is_refused_and_restart_after_stop_works(
-    runner: TaskRunner, clock: FakeClock
+    runner: TaskRunner, clock: MockClock
 ) -> None:
     signal = Signal()
     sched = Scheduler(runner, clock=clock, poll_interval=0.01)
@@ -507,7 +508,7 @@ def test_start_twice_is_refused_and_restart_after_stop_works(
 
 
 def test_jobs_fired_during_a_run_are_executed_by_that_run(
-    runner: TaskRunner, clock: FakeClock
+    runner: TaskRunner, clock: MockClock
 ) -> None:
     release = threading.Event()
     started = threading.Event()
@@ -541,7 +542,7 @@ def test_jobs_fired_during_a_run_are_executed_by_that_run(
     assert runs == ["run-started", "run-finished"]  # one run did it all
 
 
-def test_background_fires_into_the_current_run(runner: TaskRunner, clock: FakeClock) -> None:
+def test_background_fires_into_the_current_run(runner: TaskRunner, clock: MockClock) -> None:
     release = threading.Event()
     started = threading.Event()
     signal = Signal()
@@ -569,7 +570,7 @@ def test_background_fires_into_the_current_run(runner: TaskRunner, clock: FakeCl
     assert future.result(timeout=HANG_GUARD).ok
 
 
-def test_arun_on_the_callers_loop(runner: TaskRunner, clock: FakeClock) -> None:
+def test_arun_on_the_callers_loop(runner: TaskRunner, clock: MockClock) -> None:
     async def main() -> list[int]:
         sched = Scheduler(runner, clock=clock, poll_interval=0.01)
         job = sched.every(30).do(add, 1, b=1)
@@ -593,7 +594,7 @@ def test_arun_on_the_callers_loop(runner: TaskRunner, clock: FakeClock) -> None:
     assert scheduler_threads() == []
 
 
-def test_arun_stops_when_cancelled(runner: TaskRunner, clock: FakeClock) -> None:
+def test_arun_stops_when_cancelled(runner: TaskRunner, clock: MockClock) -> None:
     async def main() -> bool:
         sched = Scheduler(runner, clock=clock, poll_interval=3600)
         ticking = asyncio.create_task(sched.arun())
@@ -611,7 +612,7 @@ def test_arun_stops_when_cancelled(runner: TaskRunner, clock: FakeClock) -> None
 
 
 def test_cron_across_spring_forward_fires_once_at_the_gap_end(runner: TaskRunner) -> None:
-    clock = FakeClock(datetime(2024, 3, 9, 12, 0, tzinfo=NEW_YORK))
+    clock = MockClock(datetime(2024, 3, 9, 12, 0, tzinfo=NEW_YORK))
     sched = Scheduler(runner, clock=clock)
     job = sched.cron("30 2 * * *").do(noop)
     fired_at = []
@@ -624,7 +625,7 @@ def test_cron_across_spring_forward_fires_once_at_the_gap_end(runner: TaskRunner
 
 
 def test_cron_across_fall_back_fires_once(runner: TaskRunner) -> None:
-    clock = FakeClock(datetime(2024, 11, 2, 12, 0, tzinfo=NEW_YORK))
+    clock = MockClock(datetime(2024, 11, 2, 12, 0, tzinfo=NEW_YORK))
     sched = Scheduler(runner, clock=clock)
     sched.cron("30 1 * * *").do(noop)
     fired_at = []
@@ -639,7 +640,7 @@ def test_cron_across_fall_back_fires_once(runner: TaskRunner) -> None:
 
 
 def test_every_keeps_elapsed_time_across_fall_back(runner: TaskRunner) -> None:
-    clock = FakeClock(datetime(2024, 11, 3, 0, 0, tzinfo=NEW_YORK))
+    clock = MockClock(datetime(2024, 11, 3, 0, 0, tzinfo=NEW_YORK))
     sched = Scheduler(runner, clock=clock)
     job = sched.every(600).do(noop)
     for _ in range(18):  # three hours of elapsed time, across the repeated hour
@@ -651,8 +652,8 @@ def test_every_keeps_elapsed_time_across_fall_back(runner: TaskRunner) -> None:
 # -- clocks ---------------------------------------------------------------------------------
 
 
-def test_fake_clock_moves_only_when_told() -> None:
-    clock = FakeClock(START)
+def test_mock_clock_moves_only_when_told() -> None:
+    clock = MockClock(START)
     assert clock.now() == clock.now() == START
     clock.advance(1.5)
     clock.advance(timedelta(minutes=1))
@@ -662,8 +663,8 @@ def test_fake_clock_moves_only_when_told() -> None:
     assert isinstance(clock, Clock)
 
 
-def test_fake_clock_aware_advances_by_elapsed_time_across_dst() -> None:
-    clock = FakeClock(datetime(2024, 3, 10, 1, 30, tzinfo=NEW_YORK))
+def test_mock_clock_aware_advances_by_elapsed_time_across_dst() -> None:
+    clock = MockClock(datetime(2024, 3, 10, 1, 30, tzinfo=NEW_YORK))
     clock.advance(timedelta(hours=1))
     assert (clock.now().hour, clock.now().minute) == (3, 30)  # 02:30 does not exist
     assert clock.now().tzinfo is NEW_YORK
@@ -678,13 +679,16 @@ def test_fake_clock_aware_advances_by_elapsed_time_across_dst() -> None:
         (lambda c: c.set("2024-01-01"), TypeError, "datetime"),
     ],
 )
-def test_fake_clock_rejects_bad_input(call: Any, error: type, pattern: str) -> None:
+def test_mock_clock_rejects_bad_input(call: Any, error: type, pattern: str) -> None:
     with pytest.raises(error, match=pattern):
-        call(FakeClock(START))
+        call(MockClock(START))
 
 
-def test_fake_clock_needs_a_datetime() -> None:
-    with pytest.raises(TypeError, match="datetime"):
+def test_fake_clock_is_a_deprecated_mock_clock() -> None:
+    with pytest.warns(DeprecationWarning, match="MockClock"):
+        old = FakeClock(START)
+    assert isinstance(old, MockClock) and old.now() == START
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="datetime"):
         FakeClock(0)  # type: ignore[arg-type]
 
 

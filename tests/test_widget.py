@@ -1,7 +1,7 @@
 """The live widget, in-process: what it draws for each state, how often, and how it degrades.
 
-Redraw timing is tested against a fake clock and a fake timer (the widget takes both as
-arguments), so "at most ten redraws a second" is checked by counting, never by measuring.
+Redraw timing is tested against a MockClock (the widget's time and timers come from its clock),
+so "at most ten redraws a second" is checked by counting, never by measuring.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import threading
 import types
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from pyworkflowy_nb._html import STATE_STYLES, STATES, display_key
 from pyworkflowy_nb.notebook import _dot, _widget
 from pyworkflowy_nb.notebook._dot import group_id, node_id
 from pyworkflowy_nb.notebook._widget import RunnerWidget, register_display, watch
+from pyworkflowy_nb.testing import MockClock
 
 REPO = Path(__file__).resolve().parent.parent
 SVG = "{http://www.w3.org/2000/svg}"
@@ -33,77 +34,25 @@ SVG = "{http://www.w3.org/2000/svg}"
 needs_dot = pytest.mark.skipif(_dot.find_dot() is None, reason="Graphviz 'dot' is not installed")
 
 
-# -- a fake clock and timer ---------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeTimer:
-    def __init__(self, due: float, delay: float, callback: Callable[[], None]) -> None:
-        self.due, self.delay, self.callback = due, delay, callback
-        self.cancelled = False
-        self.fired = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class FakeScheduler:
-    """Records timers; :meth:`advance` moves the clock and fires what falls due, in order."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.timers: list[FakeTimer] = []
-        self._lock = threading.Lock()  # the run's thread arms timers too
-
-    def __call__(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
-        with self._lock:
-            timer = FakeTimer(self.clock.now + delay, delay, callback)
-            self.timers.append(timer)
-            return timer
-
-    def pending(self) -> list[FakeTimer]:
-        with self._lock:
-            return [t for t in self.timers if not (t.cancelled or t.fired)]
-
-    def advance(self, seconds: float) -> None:
-        target = self.clock.now + seconds
-        while True:
-            due = [t for t in self.pending() if t.due <= target + 1e-12]
-            if not due:
-                break
-            timer = min(due, key=lambda t: t.due)
-            self.clock.now = max(self.clock.now, timer.due)
-            timer.fired = True
-            timer.callback()
-        self.clock.now = max(self.clock.now, target)  # a callback may have moved it on
+# -- a mock clock: its call_later timers are the widget's redraws --------------------------------
 
 
 @pytest.fixture
-def fake() -> tuple[FakeClock, FakeScheduler]:
-    clock = FakeClock()
-    return clock, FakeScheduler(clock)
+def clock() -> MockClock:
+    return MockClock(start=0.0)
 
 
-def make_widget(runner: TaskRunner, fake: tuple[FakeClock, FakeScheduler],
-                **kwargs: object) -> RunnerWidget:
-    clock, scheduler = fake
-    return RunnerWidget(runner, clock=clock, scheduler=scheduler, **kwargs)  # type: ignore[arg-type]
+def make_widget(runner: TaskRunner, clock: MockClock, **kwargs: object) -> RunnerWidget:
+    return RunnerWidget(runner, clock=clock, **kwargs)  # type: ignore[arg-type]
 
 
-def record_draws(w: RunnerWidget, clock: FakeClock) -> list[float]:
-    """Wrap the widget's single push point; returns the (fake) times of each push."""
+def record_draws(w: RunnerWidget, clock: MockClock) -> list[float]:
+    """Wrap the widget's single push point; returns the (virtual) times of each push."""
     times: list[float] = []
     original = w._push
 
     def push(graph: str, header: str, table: str) -> None:
-        times.append(clock.now)
+        times.append(clock.time())
         original(graph, header, table)
 
     w._push = push  # type: ignore[method-assign]
@@ -176,12 +125,12 @@ def gate() -> Iterator[threading.Event]:
 
 @needs_dot
 def test_first_draw_happens_at_once_and_shows_pending_tasks(
-    fake: tuple[FakeClock, FakeScheduler],
+    clock: MockClock,
 ) -> None:
     runner = TaskRunner()
     a = runner.submit(one)
     b = runner.submit(quick, 2, depends_on=[a])
-    w = make_widget(runner, fake)
+    w = make_widget(runner, clock)
     assert w.draw_count == 1
     assert svg_fills(w) == {node_id(a.key): STATE_STYLES["ready"].fill,  # nothing to wait for
                             node_id(b.key): STATE_STYLES["pending"].fill}
@@ -194,7 +143,7 @@ def test_first_draw_happens_at_once_and_shows_pending_tasks(
 
 @needs_dot
 def test_every_state_has_its_colour_and_restored_is_not_completed(
-    tmp_path: Path, fake: tuple[FakeClock, FakeScheduler], gate: threading.Event
+    tmp_path: Path, clock: MockClock, gate: threading.Event
 ) -> None:
     path = str(tmp_path / "ck")
     first = TaskRunner(checkpoint_path=path)
@@ -212,7 +161,7 @@ def test_every_state_has_its_colour_and_restored_is_not_completed(
     cancelled = runner.submit(quick, 3, depends_on=[running])
     retrying = runner.submit(flaky)
     assert cancelled.cancel()
-    w = make_widget(runner, fake)
+    w = make_widget(runner, clock)
     future = runner.run_in_background()
     try:
         wait_until(lambda: running.status is TaskStatus.RUNNING
@@ -239,7 +188,7 @@ def test_every_state_has_its_colour_and_restored_is_not_completed(
         gate.set()
         retrying.cancel()
         future.result(HANG_GUARD)
-    fake[1].advance(1.0)  # the final redraw
+    clock.advance(1.0)  # the final redraw
     fills = svg_fills(w)
     assert fills[node_id(running.key)] == STATE_STYLES["completed"].fill
     assert fills[node_id(pending.key)] == STATE_STYLES["completed"].fill
@@ -249,12 +198,12 @@ def test_every_state_has_its_colour_and_restored_is_not_completed(
     w.close()
 
 
-def test_large_dag_is_drawn_as_groups(fake: tuple[FakeClock, FakeScheduler]) -> None:
+def test_large_dag_is_drawn_as_groups(clock: MockClock) -> None:
     runner = TaskRunner()
     firsts = [runner.submit(quick, i) for i in range(200)]
     for i, h in enumerate(firsts):
         runner.submit(after, i, depends_on=[h])
-    w = make_widget(runner, fake)
+    w = make_widget(runner, clock)
     if _dot.find_dot() is not None:
         names = {display_key(h.name) for h in runner.handles}
         assert len(names) == 2
@@ -267,17 +216,16 @@ def test_large_dag_is_drawn_as_groups(fake: tuple[FakeClock, FakeScheduler]) -> 
 
 
 def test_listener_never_draws_and_redraws_are_spaced_by_the_frame_interval(
-    fake: tuple[FakeClock, FakeScheduler],
+    clock: MockClock,
 ) -> None:
-    clock, scheduler = fake
     runner = TaskRunner()
-    w = make_widget(runner, fake, max_fps=10, heartbeat=None)
+    w = make_widget(runner, clock, max_fps=10, heartbeat=None)
     draws = record_draws(w, clock)
     for i in range(1000):  # one event every millisecond for one simulated second
         runner.submit(quick, i)  # emits "submitted" synchronously, on this thread
-        assert len(scheduler.pending()) == 1  # events coalesce into one due redraw
-        scheduler.advance(0.001)
-    scheduler.advance(1.0)
+        assert len(clock.timers()) == 1  # events coalesce into one due redraw
+        clock.advance(0.001)
+    clock.advance(1.0)
     assert 10 <= len(draws) <= 11  # live (about ten a second), never more
     gaps = [b - a for a, b in itertools.pairwise(draws)]
     assert min(gaps) >= 0.1 - 1e-9
@@ -286,21 +234,20 @@ def test_listener_never_draws_and_redraws_are_spaced_by_the_frame_interval(
     w.close()
 
 
-def test_a_slow_redraw_spaces_out_the_next_one(fake: tuple[FakeClock, FakeScheduler]) -> None:
-    clock, scheduler = fake
+def test_a_slow_redraw_spaces_out_the_next_one(clock: MockClock) -> None:
     runner = TaskRunner()
-    w = make_widget(runner, fake, max_fps=10, heartbeat=None)
+    w = make_widget(runner, clock, max_fps=10, heartbeat=None)
     original = w._push
 
     def slow_push(graph: str, header: str, table: str) -> None:
-        clock.now += 0.3  # this redraw "takes" 300 ms, three frames
+        clock.advance(0.3)  # this redraw "takes" 300 ms, three frames
         original(graph, header, table)
         runner.submit(quick, len(runner.handles))  # and something changes meanwhile
 
     w._push = slow_push  # type: ignore[method-assign]
     runner.submit(quick, 0)
-    scheduler.advance(0.1)  # first redraw: starts at 0.1, ends at 0.4
-    (next_,) = scheduler.pending()
+    clock.advance(0.1)  # first redraw: starts at 0.1, ends at 0.4
+    (next_,) = clock.timers()
     assert next_.due == pytest.approx(0.1 + 0.6)  # as long again after it ended, not at 0.4
     w.close()
     with pytest.raises(ValueError, match="summarise_above"):
@@ -308,33 +255,31 @@ def test_a_slow_redraw_spaces_out_the_next_one(fake: tuple[FakeClock, FakeSchedu
 
 
 def test_a_whole_run_coalesces_into_one_final_redraw(
-    fake: tuple[FakeClock, FakeScheduler],
+    clock: MockClock,
 ) -> None:
-    clock, scheduler = fake
     runner = TaskRunner(on_task_error="continue")
     hs = [runner.submit(quick, i) for i in range(50)]
     bad = runner.submit(explode, 0, depends_on=[hs[0]])
-    w = make_widget(runner, fake)
+    w = make_widget(runner, clock)
     draws = record_draws(w, clock)
-    runner.run()  # events arrive from the run's loop; the fake timer never fires meanwhile
-    assert len(scheduler.pending()) == 1
+    runner.run()  # events arrive from the run's loop; the mock clock stands still meanwhile
+    assert len(clock.timers()) == 1
     assert draws == []
-    scheduler.advance(0.1)
+    clock.advance(0.1)
     assert len(draws) == 1
     assert "finished" in w._header.value and "50 completed" in w._header.value
     if _dot.find_dot() is not None:
         assert svg_fills(w)[node_id(bad.key)] == STATE_STYLES["failed"].fill
-    assert scheduler.pending() == []  # finished: no heartbeat
+    assert clock.timers() == []  # finished: no heartbeat
     w.close()
 
 
 def test_a_change_during_a_redraw_is_drawn_afterwards(
-    fake: tuple[FakeClock, FakeScheduler],
+    clock: MockClock,
 ) -> None:
-    _clock, scheduler = fake
     runner = TaskRunner()
     runner.submit(quick, 1)
-    w = make_widget(runner, fake, heartbeat=None)
+    w = make_widget(runner, clock, heartbeat=None)
     original = w._push
     late: list[object] = []
 
@@ -342,27 +287,26 @@ def test_a_change_during_a_redraw_is_drawn_afterwards(
         original(graph, header, table)
         if not late:  # a task arrives while this redraw is still going on
             late.append(runner.submit(quick, 2))
-            assert scheduler.pending() == []  # no second redraw overlaps this one
+            assert clock.timers() == []  # no second redraw overlaps this one
 
     w._push = push  # type: ignore[method-assign]
     runner.submit(quick, 3)
-    scheduler.advance(0.1)
+    clock.advance(0.1)
     assert late and "2 tasks" in w._header.value
-    (follow_up,) = scheduler.pending()  # armed when the redraw ended, one frame later
+    (follow_up,) = clock.timers()  # armed when the redraw ended, one frame later
     assert follow_up.due == pytest.approx(0.2)
-    scheduler.advance(0.1)
+    clock.advance(0.1)
     assert "3 tasks" in w._header.value
-    assert scheduler.pending() == []
+    assert clock.timers() == []
     w.close()
 
 
 def test_run_finished_arriving_mid_redraw_still_gets_drawn(
-    fake: tuple[FakeClock, FakeScheduler],
+    clock: MockClock,
 ) -> None:
-    _clock, scheduler = fake
     runner = TaskRunner()
     runner.submit(quick, 1)
-    w = make_widget(runner, fake, heartbeat=None)
+    w = make_widget(runner, clock, heartbeat=None)
     original = w._push
     pushes: list[str] = []
 
@@ -374,20 +318,19 @@ def test_run_finished_arriving_mid_redraw_still_gets_drawn(
 
     w._push = push  # type: ignore[method-assign]
     runner.submit(quick, 2)
-    scheduler.advance(0.1)
+    clock.advance(0.1)
     assert "2 ready" in pushes[0]
-    scheduler.advance(0.1)
+    clock.advance(0.1)
     assert len(pushes) == 2 and "2 completed" in pushes[1] and "finished" in pushes[1]
     w.close()
 
 
 def test_heartbeat_refreshes_a_quiet_run_and_yields_to_real_events(
-    fake: tuple[FakeClock, FakeScheduler], gate: threading.Event
+    clock: MockClock, gate: threading.Event
 ) -> None:
-    clock, scheduler = fake
     runner = TaskRunner()
     h = runner.submit(hold)
-    w = make_widget(runner, fake, heartbeat=1.0)
+    w = make_widget(runner, clock, heartbeat=1.0)
     started = threading.Event()
     # Listeners run in subscription order: when this one fires, the widget has seen the event.
     runner.subscribe(lambda e: started.set() if e.kind == "started" else None)
@@ -395,34 +338,33 @@ def test_heartbeat_refreshes_a_quiet_run_and_yields_to_real_events(
     future = runner.run_in_background()
     try:
         assert started.wait(HANG_GUARD)
-        scheduler.advance(0.1)
+        clock.advance(0.1)
         assert len(draws) == 1 and "running" in w._header.value
-        (beat,) = scheduler.pending()
+        (beat,) = clock.timers()
         assert beat.delay == 1.0  # nothing happens, so the next redraw is the heartbeat
-        scheduler.advance(1.0)
+        clock.advance(1.0)
         # A quiet heartbeat only ticks the clocks: no full redraw.
         assert len(draws) == 1 and w.tick_count == 1
-        (beat,) = scheduler.pending()
+        (beat,) = clock.timers()
         runner.submit(quick, 1, depends_on=[h])  # a real change cancels the slow heartbeat
         assert beat.cancelled
-        (soon,) = scheduler.pending()
+        (soon,) = clock.timers()
         assert soon.delay == pytest.approx(0.1)  # one frame after the heartbeat draw
     finally:
         gate.set()
         future.result(HANG_GUARD)
-    scheduler.advance(1.0)
+    clock.advance(1.0)
     assert "finished" in w._header.value
-    assert scheduler.pending() == []
+    assert clock.timers() == []
     w.close()
 
 
 def test_ticks_move_the_clocks_twice_a_second_without_redrawing_the_graph(
-    fake: tuple[FakeClock, FakeScheduler], gate: threading.Event
+    clock: MockClock, gate: threading.Event
 ) -> None:
-    clock, scheduler = fake
     runner = TaskRunner()
     runner.submit(hold, task_key="hold")
-    w = make_widget(runner, fake)  # the default heartbeat
+    w = make_widget(runner, clock)  # the default heartbeat
     started = threading.Event()
     runner.subscribe(lambda e: started.set() if e.kind == "started" else None)
     draws = record_draws(w, clock)
@@ -431,12 +373,12 @@ def test_ticks_move_the_clocks_twice_a_second_without_redrawing_the_graph(
     future = runner.run_in_background()
     try:
         assert started.wait(HANG_GUARD)
-        scheduler.advance(0.1)
+        clock.advance(0.1)
         assert len(draws) == 1 and len(graph_sets) == 1
         for expected in (1, 2, 3, 4):
-            (beat,) = scheduler.pending()
+            (beat,) = clock.timers()
             assert beat.delay <= 0.5
-            scheduler.advance(beat.delay)
+            clock.advance(beat.delay)
             assert w.tick_count == expected
         assert len(draws) == 1 and len(graph_sets) == 1  # the graph was never sent again
         clock_line = w._clock_line.value
@@ -445,7 +387,7 @@ def test_ticks_move_the_clocks_twice_a_second_without_redrawing_the_graph(
     finally:
         gate.set()
         future.result(HANG_GUARD)
-    scheduler.advance(1.0)
+    clock.advance(1.0)
     assert w._clock_line.value == ""  # nothing runs any more
     w.close()
 
@@ -462,18 +404,17 @@ def reports() -> int:
 
 @needs_dot
 def test_progress_shows_on_the_node_and_in_the_clock_line(
-    fake: tuple[FakeClock, FakeScheduler], gate: threading.Event
+    clock: MockClock, gate: threading.Event
 ) -> None:
-    _, scheduler = fake
     runner = TaskRunner()
     h = runner.submit(reports, task_key="train")
-    w = make_widget(runner, fake)
+    w = make_widget(runner, clock)
     reported = threading.Event()
     runner.subscribe(lambda e: reported.set() if e.kind == "progress" else None)
     future = runner.run_in_background()
     try:
         assert reported.wait(HANG_GUARD)
-        scheduler.advance(0.1)
+        clock.advance(0.1)
         assert h.progress is not None and h.progress.fraction == 0.42
         assert "42% · epoch 3 of 7" in w._graph.value  # on the node
         assert "42% · epoch 3 of 7" in w._clock_line.value
@@ -481,7 +422,7 @@ def test_progress_shows_on_the_node_and_in_the_clock_line(
     finally:
         gate.set()
         future.result(HANG_GUARD)
-    scheduler.advance(1.0)
+    clock.advance(1.0)
     assert "42%" not in w._graph.value  # a finished node shows its time, not its progress
     # The timeline tab has the task's row, from the events.
     assert w._views.children[1] is w._timeline
@@ -491,14 +432,13 @@ def test_progress_shows_on_the_node_and_in_the_clock_line(
 
 
 def test_redraw_runs_in_the_context_of_the_event_that_asked_for_it(
-    fake: tuple[FakeClock, FakeScheduler],
+    clock: MockClock,
 ) -> None:
     # The notebook layer pins a cell's parent header in the event's context; the timer thread
     # must see it, or ipykernel 7 sends the widget update under no (or the wrong) cell.
-    _clock, scheduler = fake
     marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="none")
     runner = TaskRunner()
-    w = make_widget(runner, fake)
+    w = make_widget(runner, clock)
     seen: list[str] = []
     original = w._push
 
@@ -514,7 +454,7 @@ def test_redraw_runs_in_the_context_of_the_event_that_asked_for_it(
 
     contextvars.copy_context().run(emit)
     assert marker.get() == "none"
-    contextvars.Context().run(scheduler.advance, 0.1)  # fired from an unrelated context
+    contextvars.Context().run(clock.advance, 0.1)  # fired from an unrelated context
     assert seen == ["cell-42"]
     w.close()
 
@@ -555,17 +495,28 @@ def test_no_change_is_lost_between_threads(monkeypatch: pytest.MonkeyPatch) -> N
 # -- closing, bad input, degraded environments -----------------------------------------------------
 
 
-def test_close_unsubscribes_and_cancels(fake: tuple[FakeClock, FakeScheduler]) -> None:
-    _clock, scheduler = fake
-    runner = TaskRunner()
-    w = make_widget(runner, fake)
+def test_the_view_takes_its_runners_clock_by_default() -> None:
+    clock = MockClock(start=0.0)
+    runner = TaskRunner(clock=clock)
+    w = RunnerWidget(runner, heartbeat=None)
     runner.submit(quick, 1)
-    (timer,) = scheduler.pending()
+    (timer,) = clock.timers()  # the redraw waits on the runner's (virtual) clock
+    assert timer.due == pytest.approx(0.1)
+    clock.advance(0.1)
+    assert w.draw_count == 2 and "1 tasks" in w._header.value
+    w.close()
+
+
+def test_close_unsubscribes_and_cancels(clock: MockClock) -> None:
+    runner = TaskRunner()
+    w = make_widget(runner, clock)
+    runner.submit(quick, 1)
+    (timer,) = clock.timers()
     w.close()
     assert timer.cancelled and w.closed
     runner.submit(quick, 2)
-    assert scheduler.pending() == []
-    scheduler.advance(5.0)
+    assert clock.timers() == []
+    clock.advance(5.0)
     assert w.draw_count == 1
     assert w.flush(0.0)
     assert runner._bus.active is False  # nobody else listens to this runner
@@ -587,16 +538,16 @@ def test_bad_heartbeat_and_runner_are_rejected() -> None:
 
 def test_without_dot_the_view_explains_and_keeps_the_table(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-    fake: tuple[FakeClock, FakeScheduler],
+    clock: MockClock,
 ) -> None:
     monkeypatch.setattr(_dot, "find_dot", lambda: None)
     runner = TaskRunner(on_task_error="continue")
     a = runner.submit(one)
     b = runner.submit(explode, 5, depends_on=[a])
     with caplog.at_level(logging.WARNING, logger="pyworkflowy_nb"):
-        w = make_widget(runner, fake)
+        w = make_widget(runner, clock)
         runner.run()
-        fake[1].advance(0.1)
+        clock.advance(0.1)
     graph = w._graph.value
     assert "<svg" not in graph
     assert "Graphviz" in graph and "install" in graph and "table below" in graph
@@ -610,7 +561,7 @@ def test_without_dot_the_view_explains_and_keeps_the_table(
 
 
 def test_a_failing_render_is_reported_in_the_view(
-    monkeypatch: pytest.MonkeyPatch, fake: tuple[FakeClock, FakeScheduler]
+    monkeypatch: pytest.MonkeyPatch, clock: MockClock
 ) -> None:
     def broken(source: str, *, timeout: float = 60.0) -> str:
         raise _dot.RenderError("Graphviz failed (exit 1): syntax error")
@@ -618,18 +569,17 @@ def test_a_failing_render_is_reported_in_the_view(
     monkeypatch.setattr(_dot, "render_svg", broken)
     runner = TaskRunner()
     runner.submit(one)
-    w = make_widget(runner, fake)
+    w = make_widget(runner, clock)
     assert "could not be drawn (Graphviz failed (exit 1): syntax error)" in w._graph.value
     assert "one" in w._table.value
     w.close()
 
 
 def test_an_unexpected_error_is_logged_and_the_view_carries_on(
-    caplog: pytest.LogCaptureFixture, fake: tuple[FakeClock, FakeScheduler]
+    caplog: pytest.LogCaptureFixture, clock: MockClock
 ) -> None:
-    _clock, scheduler = fake
     runner = TaskRunner()
-    w = make_widget(runner, fake, heartbeat=None)
+    w = make_widget(runner, clock, heartbeat=None)
     original = w._push
     calls: list[int] = []
 
@@ -642,10 +592,10 @@ def test_an_unexpected_error_is_logged_and_the_view_carries_on(
     w._push = flaky_push  # type: ignore[method-assign]
     runner.submit(quick, 1)
     with caplog.at_level(logging.ERROR, logger="pyworkflowy_nb"):
-        scheduler.advance(0.1)
+        clock.advance(0.1)
     assert any("failed to redraw" in r.getMessage() for r in caplog.records)
     runner.submit(quick, 2)
-    scheduler.advance(0.1)
+    clock.advance(0.1)
     assert "2 tasks" in w._header.value
     w.close()
 
@@ -716,20 +666,20 @@ def test_watch_displays_and_returns_the_view(capsys: pytest.CaptureFixture[str])
 
 
 def test_a_large_run_folds_the_details_and_the_graph_fits_the_width(
-    fake: tuple[FakeClock, FakeScheduler]
+    clock: MockClock
 ) -> None:
     from pyworkflowy_nb.notebook._static import OPEN_TABLE_ROWS
 
     small = TaskRunner()
     small.submit(one)
-    assert make_widget(small, fake)._details.selected_index == 0  # a small run: open
+    assert make_widget(small, clock)._details.selected_index == 0  # a small run: open
     runner = TaskRunner()
     for _ in range(OPEN_TABLE_ROWS + 1):
         runner.submit(one)
-    w = make_widget(runner, fake)
+    w = make_widget(runner, clock)
     assert w._details.selected_index is None
     growing = TaskRunner()
-    w = make_widget(growing, fake, heartbeat=None)
+    w = make_widget(growing, clock, heartbeat=None)
     assert w._details.selected_index == 0
     for _ in range(OPEN_TABLE_ROWS + 1):
         growing.submit(one)

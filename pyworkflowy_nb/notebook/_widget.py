@@ -28,8 +28,11 @@ Design decisions:
 - The picture never makes the output wider than the page: the SVG scales down to the output's
   width and a tall graph scrolls in its own box. Past a few dozen tasks the details table
   starts folded (failures and running tasks first when it is opened).
-- The clock and the timer are injectable, so tests count redraws against a fake clock instead
-  of measuring wall time.
+- Time and timers come from one clock, the engine's (``pyworkflowy_nb.schedule.Clock``): by
+  default the runner's, so a view of a runner on a ``MockClock`` redraws on virtual time, and
+  tests count redraws against a ``MockClock`` instead of measuring wall time. Redraws are paced
+  on that clock's ``time()``; a delay is never longer than the pacing itself needs, so a wall
+  clock that jumps back cannot stall the view.
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._context import start_timer
 from ..display import NodeSnapshot, nodes_table_html, snapshot_handles
+from ..schedule import Clock, SystemClock
 from . import _dot, _static
 from ._timeline import TimelineRecorder, timeline_svg
 
@@ -50,22 +53,16 @@ __all__ = ["RunnerWidget", "register_display", "watch"]
 
 logger = logging.getLogger("pyworkflowy_nb")
 
+
+class Cancellable(Protocol):
+    """A timer the clock armed (``Clock.call_later``)."""
+
+    def cancel(self) -> None: ...
+
 _INSTALL_HINT = (
     "the live view needs ipywidgets: `pip install ipywidgets` (or `pip install pyworkflowy-nb`, "
     "which depends on it), then restart the kernel"
 )
-
-
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
-
-
-#: ``scheduler(delay_seconds, callback)`` runs ``callback`` once, later, off the caller's thread.
-TimerFactory = Callable[[float, Callable[[], None]], Cancellable]
-
-
-def _thread_timer(delay: float, callback: Callable[[], None]) -> Cancellable:
-    return start_timer(delay, callback, "wfy-widget-redraw")
 
 
 def _import_ipywidgets() -> Any:
@@ -82,8 +79,8 @@ class RunnerWidget:
     ``max_fps`` caps redraws per second (a redraw that took longer than a frame also delays
     the next one by as much); ``heartbeat`` is how often (seconds) a quiet running view
     refreshes its clocks, ``None`` to never; past ``summarise_above`` tasks the DAG is drawn as
-    one group per task name. ``clock`` (monotonic seconds) and
-    ``scheduler`` (``scheduler(delay, callback) -> object with cancel()``) are for tests.
+    one group per task name. ``clock`` gives the time and the
+    redraw timers; it defaults to the runner's (``pyworkflowy_nb.testing.MockClock`` in tests).
 
     The ipywidgets tree is :attr:`widget` (a ``VBox``): put it in your own layouts. :meth:`close`
     stops the updates and leaves the last picture in place.
@@ -96,8 +93,7 @@ class RunnerWidget:
         max_fps: float = 10.0,
         heartbeat: float | None = 0.5,
         summarise_above: int = _dot.SUMMARY_THRESHOLD,
-        clock: Callable[[], float] | None = None,
-        scheduler: TimerFactory | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if not (callable(getattr(runner, "subscribe", None)) and hasattr(runner, "handles")):
             raise TypeError(
@@ -120,8 +116,12 @@ class RunnerWidget:
         self.max_fps = float(max_fps)
         self._interval = 1.0 / self.max_fps
         self._heartbeat = None if heartbeat is None else float(heartbeat)
-        self._clock = clock if clock is not None else time.monotonic
-        self._schedule = scheduler if scheduler is not None else _thread_timer
+        if clock is not None and not isinstance(clock, Clock):
+            raise TypeError(f"RunnerWidget(clock=...) must be a clock such as "
+                            f"pyworkflowy_nb.testing.MockClock(), got {clock!r}")
+        if clock is None:
+            clock = getattr(runner, "clock", None)
+        self._clock: Clock = clock if isinstance(clock, Clock) else SystemClock()
 
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -211,7 +211,8 @@ class RunnerWidget:
         generation = self._generation
         self._timer_is_beat = beat
         self._due = not beat
-        self._timer = self._schedule(delay, lambda: ctx.run(self._fire, generation, beat))
+        self._timer = self._clock.call_later(delay,
+                                             lambda: ctx.run(self._fire, generation, beat))
 
     # -- redrawing (timer thread) -------------------------------------------------------------
     def _fire(self, generation: int | None, beat: bool = False) -> None:
@@ -236,7 +237,7 @@ class RunnerWidget:
             self._due = True
             self._dirty = False
             self._drawing = True
-            self._last_draw = self._clock()
+            self._last_draw = self._clock.time()
         try:
             if tick_only:
                 self._tick()
@@ -246,7 +247,7 @@ class RunnerWidget:
             logger.exception("the live view failed to redraw")
         finally:
             with self._lock:
-                self._last_cost = max(0.0, self._clock() - self._last_draw)
+                self._last_cost = max(0.0, self._clock.time() - self._last_draw)
                 self._drawing = False
                 self._due = False  # before reading the flag: see _on_event
                 if not self._closed:
@@ -260,8 +261,8 @@ class RunnerWidget:
         # One frame after the last redraw began; and if that redraw took longer than half a
         # frame, as long again after it ended, so that drawing a big DAG uses at most half a
         # core and the run keeps the rest.
-        earliest = self._last_draw + max(self._interval, 2.0 * self._last_cost)
-        return max(0.0, earliest - self._clock())
+        spacing = max(self._interval, 2.0 * self._last_cost)
+        return min(max(0.0, self._last_draw + spacing - self._clock.time()), spacing)
 
     def _is_running(self) -> bool:
         try:
@@ -270,7 +271,7 @@ class RunnerWidget:
             return False
 
     def _redraw(self) -> None:
-        now = time.time()
+        now = self._clock.time()
         nodes = snapshot_handles(self.runner.handles, now=now)
         header = self._header_html(nodes, now)
         graph = self._graph_html(nodes)
