@@ -324,14 +324,20 @@ class RunnerWidget:
             self._last_source, self._last_graph = source, graph
         return graph
 
+    def _disarm(self) -> bool:
+        """Cancel the pending redraw timer (lock held); True if there was one."""
+        timer, self._timer = self._timer, None
+        if timer is None:
+            return False
+        timer.cancel()
+        return True
+
     # -- public -------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Redraw now, in the calling thread (or right after a redraw that is in progress)."""
         with self._lock:
             self._dirty = True
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            if self._disarm():
                 self._due = self._drawing
         self._fire(None)
 
@@ -350,9 +356,7 @@ class RunnerWidget:
         """Stop following the runner; the last picture stays on screen."""
         with self._lock:
             self._closed = True
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._disarm()
             self._idle.notify_all()
         unsubscribe, self._unsubscribe = self._unsubscribe, None
         if unsubscribe is not None:
