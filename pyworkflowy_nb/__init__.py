@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._cache import DiskStore as DiskStore
+from ._cache import MemoryStore as MemoryStore
 from ._checkpoint import Checkpointer as Checkpointer
 from ._checkpoint import FileCheckpointer as FileCheckpointer
 from ._checkpoint import JSONCheckpointer as JSONCheckpointer
@@ -52,9 +54,11 @@ __all__ = [
     "CycleError",
     "DepFailurePolicy",
     "DependencyFailedError",
+    "DiskStore",
     "EventLog",
     "FileCheckpointer",
     "JSONCheckpointer",
+    "MemoryStore",
     "PickleCheckpointer",
     "RetryExhaustedError",
     "RunResults",

@@ -72,8 +72,8 @@ def _check_fraction(fraction: object) -> float:
 class TaskContext:
     """What a task body can learn about its own execution: name, key, attempt, cancel flag."""
 
-    __slots__ = ("_cancelled", "_event", "_held", "_next_report", "_progress", "attempt", "key",
-                 "name", "runner")
+    __slots__ = ("_cancelled", "_event", "_held", "_next_report", "_progress", "_seceded",
+                 "attempt", "key", "name", "runner")
 
     def __init__(self, name: str, key: str, attempt: int,
                  runner: TaskRunner | None = None) -> None:
@@ -83,6 +83,7 @@ class TaskContext:
         self.runner = runner  # the runner executing this task, for submissions from the body
         self._cancelled = False
         self._event: threading.Event | None = None  # made on first use: most tasks never ask
+        self._seceded = 0  # waits on other handles going on in this body (slot given back)
         self._progress: Progress | None = None
         self._next_report = -math.inf  # when the next progress event may go out (_clock)
         self._held = False  # a report waits for the window to end (a timer is armed)

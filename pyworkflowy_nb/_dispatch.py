@@ -39,9 +39,11 @@ from concurrent.futures import Future as PoolFuture
 from typing import Any, Protocol
 
 from . import _graph
+from ._cache import CacheStore, cache_key
 from ._context import TaskContext, _current_task
 from ._events import EventBus
 from ._handle import TaskHandle, TaskStatus, dependency_outcome
+from ._handle_args import call_args
 from ._pools import Pools, call_in_process, call_in_thread, call_plain
 from .exceptions import (
     DependencyFailedError,
@@ -174,7 +176,8 @@ class Dispatcher:
     def __init__(self, *, lock: threading.RLock, bus: EventBus, pools: Pools,
                  handles: Mapping[str, TaskHandle[Any]], max_workers: int | None,
                  on_task_error: str, persistence: PersistHooks | None = None,
-                 owner: Any = None, now: Callable[[], float] = time.time) -> None:
+                 owner: Any = None, now: Callable[[], float] = time.time,
+                 cache: CacheStore | None = None) -> None:
         self.lock = lock
         self.bus = bus
         self.pools = pools
@@ -197,6 +200,14 @@ class Dispatcher:
         self.durable = persistence is not None and persistence.durable
         # Completed attempts waiting for their group's journal write: (handle, attempt, value).
         self.commits: list[tuple[TaskHandle[Any], int, Any]] = []
+        # Bodies that waited for other tasks and want their slot back, first come first
+        # served, ahead of the ready queues: (handle, what to call once the slot is theirs).
+        self.rejoiners: deque[tuple[TaskHandle[Any], Callable[[], None]]] = deque()
+        # The result cache (None: cache=True is ignored), the handle running each cache key
+        # now, and identical calls waiting for it: they complete from its value, run once.
+        self.cache = cache
+        self.cache_owners: dict[str, TaskHandle[Any]] = {}
+        self.cache_waiting: dict[str, list[TaskHandle[Any]]] = {}
 
     # -- admission -------------------------------------------------------------------------------
     def admit(self, h: TaskHandle[Any]) -> None:
@@ -209,6 +220,9 @@ class Dispatcher:
         if persistence is not None and persistence.prime(h):
             if bus.active:
                 bus.emit("restored", h, h.attempts)
+            return
+        if h.task.cache and self.cache is not None and not h.parents \
+                and self._hit_on_admission(h):
             return
         self.unfinished += 1
         failed = _graph.wire(h)
@@ -251,6 +265,73 @@ class Dispatcher:
                 f"(or await runner.arun()) first, or pass {method}(timeout=...) if another "
                 "thread starts the run")
 
+    # -- tasks that wait for tasks ----------------------------------------------------------------
+    def secede(self) -> TaskHandle[Any] | None:
+        """Called before a wait on a handle: if the caller is a running body of this
+        dispatcher, give its worker slot back (the first of its concurrent waits does) and
+        return its handle, the token for :meth:`rejoin`; else None (nothing to give back)."""
+        ctx = _current_task.get()
+        if ctx is None:
+            return None
+        with self.lock:
+            h = self.handles.get(ctx.key)
+            if h is None or h._ctx is not ctx or h.status is not _RUNNING:
+                return None
+            ctx._seceded += 1
+            if ctx._seceded == 1:
+                lane = lane_of(h)
+                self.release(lane)
+                if lane == "thread":
+                    self.pools.lend_thread(1)  # the body keeps its thread: add one
+                self.wake()
+        return h
+
+    def rejoin(self, h: TaskHandle[Any], wake: Callable[[], None]) -> bool:
+        """After the wait: take the slot back. True if it was free (or another wait of the
+        same body is still going); else False, and ``wake()`` is called once it is granted."""
+        with self.lock:
+            ctx = h._ctx
+            assert ctx is not None
+            if ctx._seceded > 1:
+                ctx._seceded -= 1
+                return True
+            if self._has_slot(lane_of(h)):
+                self._reacquire(h)
+                return True
+            self.rejoiners.append((h, wake))
+            return False
+
+    def _has_slot(self, lane: str) -> bool:
+        limit = self.max_workers
+        return ((not limit or self.total_inflight < limit)
+                and (lane == "asyncio" or self.inflight[lane] < self.caps[lane]))
+
+    def _reacquire(self, h: TaskHandle[Any]) -> None:
+        assert h._ctx is not None
+        h._ctx._seceded -= 1
+        lane = lane_of(h)
+        self.inflight[lane] += 1
+        self.total_inflight += 1
+        if lane == "thread":
+            self.pools.lend_thread(-1)
+
+    def _grant_rejoins(self, force: bool = False) -> None:
+        """Hand freed slots to waiting rejoiners before new tasks (``force``: all of them,
+        over capacity, because the run is ending and they must be let go)."""
+        rejoiners = self.rejoiners
+        while rejoiners:
+            h, wake = rejoiners[0]
+            ctx = h._ctx
+            assert ctx is not None
+            if ctx._seceded > 1:  # it seceded again meanwhile: the slot stays given back
+                ctx._seceded -= 1
+            elif force or self._has_slot(lane_of(h)):
+                self._reacquire(h)
+            else:
+                break
+            rejoiners.popleft()
+            wake()
+
     # -- queueing --------------------------------------------------------------------------------
     def push_ready(self, h: TaskHandle[Any]) -> None:
         if h.status is _PENDING:
@@ -277,6 +358,8 @@ class Dispatcher:
         out: list[TaskHandle[Any]] = []
         queues, inflight, caps = self.queues, self.inflight, self.caps
         limit = self.max_workers
+        if self.rejoiners:
+            self._grant_rejoins()
         while len(out) < _BATCH:
             if limit and self.total_inflight >= limit:
                 break
@@ -352,6 +435,9 @@ class Dispatcher:
                     self.settle(h, _CANCELLED, None, TaskCancelledError(
                         f"task {h.key!r} was cancelled before it started", task=h.key))
             return
+        if task.cache and h._cache_key is None and self.cache is not None \
+                and self._from_cache(h):
+            return
         h.attempts += 1
         attempt = ctx.attempt = h.attempts
         now = self.now()
@@ -365,9 +451,10 @@ class Dispatcher:
                 assert run.loop is not None
                 h._inflight = run.loop.create_task(self._run_coroutine(h, ctx, attempt))
                 return
+            args, kwargs = (h.args, h.kwargs) if h._refs is None else call_args(h)
             token = _current_task.set(ctx)
             try:
-                value = task.fn(*h.args, **h.kwargs)
+                value = task.fn(*args, **kwargs)
             except Exception as exc:
                 _current_task.reset(token)
                 self.attempt_done(h, attempt, None, exc, "asyncio")
@@ -420,12 +507,13 @@ class Dispatcher:
     @staticmethod
     def _submit_to(pool: Executor, lane: str, h: TaskHandle[Any],
                    ctx: TaskContext) -> PoolFuture[Any]:
+        args, kwargs = call_args(h)
         if lane == "thread":
-            return pool.submit(call_in_thread, ctx, h.task.fn, h.args, h.kwargs)
+            return pool.submit(call_in_thread, ctx, h.task.fn, args, kwargs)
         if lane == "process":
-            return pool.submit(call_in_process, h.task, h.args, h.kwargs)
+            return pool.submit(call_in_process, h.task, args, kwargs)
         # A supplied executor (Dask) serialises the function itself, by value if need be.
-        return pool.submit(call_plain, h.task.fn, h.args, h.kwargs)
+        return pool.submit(call_plain, h.task.fn, args, kwargs)
 
     def _pool_finished(self, h: TaskHandle[Any], attempt: int, f: PoolFuture[Any],
                        timer: asyncio.TimerHandle | None) -> None:
@@ -472,12 +560,13 @@ class Dispatcher:
         _current_task.set(ctx)  # this asyncio.Task runs in its own copy of the context
         timeout = h.task.timeout
         scope = None
+        args, kwargs = call_args(h)
         try:
             if timeout is None:
-                value = await h.task.fn(*h.args, **h.kwargs)
+                value = await h.task.fn(*args, **kwargs)
             else:
                 async with asyncio.timeout(timeout) as scope:
-                    value = await h.task.fn(*h.args, **h.kwargs)
+                    value = await h.task.fn(*args, **kwargs)
         except asyncio.CancelledError:
             with self.lock:
                 self.release("asyncio")
@@ -500,6 +589,107 @@ class Dispatcher:
             self.attempt_done(h, attempt, value, None, "asyncio")
         self.wake()
 
+    # -- the result cache ---------------------------------------------------------------------
+    def _from_cache(self, h: TaskHandle[Any]) -> bool:
+        """Before the first attempt of a ``cache=True`` task: complete it from the store, or
+        park it behind an identical call already running, and return True; or make it its
+        key's owner (its value is stored when it completes) and return False."""
+        store = self.cache
+        assert store is not None
+        task = h.task
+        lane = lane_of(h)
+        args, kwargs = call_args(h)
+        try:
+            key = cache_key(task.name, task.cache_prefix(), task.fn, args, kwargs,
+                            task.cache_key_fn)
+        except Exception as exc:  # a failing cache_key_fn fails the task, visibly
+            with self.lock:
+                self.release(lane)
+                self.settle(h, _FAILED, None, exc)
+            return True
+        try:
+            value = store.get(key)
+        except Exception:  # a broken store must not fail the task: it runs uncached
+            logger.warning("result cache lookup for %s failed; running it", h.key,
+                           exc_info=True)
+            value = store.MISS
+        with self.lock:
+            if h.status is not _RUNNING:
+                self.release(lane)  # cancelled meanwhile
+                return True
+            if value is not store.MISS:
+                self.release(lane)
+                self._complete_cached(h, value)
+                return True
+            owner = self.cache_owners.get(key)
+            if owner is not None:
+                self.release(lane)
+                h.status = _READY  # not queued: released when its owner ends
+                self.cache_waiting.setdefault(key, []).append(h)
+                return True
+            self.cache_owners[key] = h
+            h._cache_key = key
+        return False
+
+    def _hit_on_admission(self, h: TaskHandle[Any]) -> bool:
+        """A ``cache=True`` task with nothing to wait for: its arguments are final, so look
+        it up now, and on a hit complete it without ever queueing it (cheaper than a no-op
+        run). A miss, or a key that cannot be made, is left to :meth:`_from_cache`."""
+        store = self.cache
+        assert store is not None
+        task = h.task
+        try:
+            key = cache_key(task.name, task.cache_prefix(), task.fn, h.args, h.kwargs,
+                            task.cache_key_fn)
+            value = store.get(key)
+        except Exception:
+            return False
+        if value is store.MISS:
+            return False
+        self.unfinished += 1
+        self._complete_cached(h, value)
+        return True
+
+    def _complete_cached(self, h: TaskHandle[Any], value: Any) -> None:
+        h.cached = True
+        if self.bus.active:
+            self.bus.emit("cached", h, h.attempts)
+        if self.durable:
+            h.status = _RUNNING
+            self.commits.append((h, h.attempts, value))
+        else:
+            self.settle(h, _COMPLETED, value, None)
+
+    def _cache_store(self, h: TaskHandle[Any], value: Any) -> None:
+        store = self.cache
+        assert store is not None and h._cache_key is not None
+        try:
+            store.put(h._cache_key, value, h.task.cache_ttl)
+        except Exception:  # an unpicklable value, a full disk: the result still counts
+            logger.warning("could not store the result of %s in the cache", h.key,
+                           exc_info=True)
+
+    def _cache_owner_ended(self, x: TaskHandle[Any], st: TaskStatus, val: Any,
+                           work: list[tuple[TaskHandle[Any], TaskStatus, Any,
+                                            BaseException | None]]) -> None:
+        """The owner of a cache key ended: identical calls complete from its value, or, if
+        it did not complete, go back to their queue and run themselves."""
+        key = x._cache_key
+        assert key is not None
+        if self.cache_owners.get(key) is x:
+            del self.cache_owners[key]
+        for w in self.cache_waiting.pop(key, ()):
+            if w.status is not _READY:
+                continue  # cancelled while it waited
+            if st is _COMPLETED:
+                w.cached = True
+                if self.bus.active:
+                    self.bus.emit("cached", w, w.attempts)
+                work.append((w, _COMPLETED, val, None))
+            else:
+                self.queues[lane_of(w)].push(w)
+                self.wake()
+
     # -- outcomes -------------------------------------------------------------------------------
     def attempt_done(self, h: TaskHandle[Any], attempt: int, value: Any,
                      exc: BaseException | None, lane: str | None) -> None:
@@ -515,7 +705,10 @@ class Dispatcher:
                     self.settle(h, _CANCELLED, None, TaskCancelledError(
                         f"task {h.key!r} stopped after a cancel request", task=h.key,
                         result=value))
-                elif self.durable:
+                    return
+                if h._cache_key is not None:
+                    self._cache_store(h, value)
+                if self.durable:
                     self.commits.append((h, attempt, value))  # settled by commit()
                 else:
                     self.settle(h, _COMPLETED, value, None)
@@ -609,6 +802,8 @@ class Dispatcher:
                 self._log_failure(x, err)
             if x._children:
                 self._release_children(x, st, work)
+            if x._cache_key is not None:
+                self._cache_owner_ended(x, st, val, work)
         if self.unfinished <= 0:
             # The last handle can end off the normal path (a timeout or cancel while its
             # worker still runs); without this the loop would sleep until that worker returns.
@@ -693,6 +888,7 @@ class Dispatcher:
         """Cancel every unfinished handle, settling them now (lock held)."""
         if self.commits:
             self.commit()  # those did complete: they end completed, not cancelled
+        self._grant_rejoins(force=True)
         for h in list(self.handles.values()):
             if h.status not in _TERMINAL:
                 self.cancel(h, reason)

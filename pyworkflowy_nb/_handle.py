@@ -54,6 +54,10 @@ class HandleControl(Protocol):
 
     def cancel(self, h: TaskHandle[Any], reason: str | None = None) -> bool: ...
 
+    def secede(self) -> Any: ...
+
+    def rejoin(self, token: Any, wake: Callable[[], None]) -> bool: ...
+
 
 class TaskStatus(enum.StrEnum):
     """Where a handle is in its life; members equal their strings (``COMPLETED == "completed"``).
@@ -98,6 +102,7 @@ class TaskResult:
     started_at: float | None
     finished_at: float | None
     restored: bool = False
+    cached: bool = False
 
     @property
     def ok(self) -> bool:
@@ -114,10 +119,10 @@ class TaskResult:
 class TaskHandle(Generic[R]):
     """One submission of a task: status, result, timings; awaitable; cancellable."""
 
-    __slots__ = ("_backend", "_children", "_control", "_ctx", "_exception", "_fingerprint",
-                 "_inflight", "_seq", "_value", "_waiters", "_waiting", "args", "attempts",
-                 "finished_at", "key", "kwargs", "name", "parents", "restored", "runner",
-                 "started_at", "status", "task")
+    __slots__ = ("_backend", "_cache_key", "_children", "_control", "_ctx", "_exception",
+                 "_fingerprint", "_inflight", "_refs", "_seq", "_value", "_waiters", "_waiting",
+                 "args", "attempts", "cached", "finished_at", "key", "kwargs", "name", "parents",
+                 "restored", "runner", "started_at", "status", "task")
 
     def __init__(self, runner: TaskRunner, task: Task[..., R], args: tuple[Any, ...],
                  kwargs: dict[str, Any], key: str, parents: tuple[TaskHandle[Any], ...],
@@ -135,6 +140,8 @@ class TaskHandle(Generic[R]):
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.restored = False
+        self.cached = False  # completed from the result cache, without running
+        self._cache_key: str | None = None  # set while it runs as its cache key's owner
         self._value: Any = None
         self._exception: BaseException | None = None
         self._children: list[TaskHandle[Any]] | None = None
@@ -145,6 +152,9 @@ class TaskHandle(Generic[R]):
         self._inflight: Any = None  # the asyncio task / future of the running attempt
         self._backend = backend
         self._seq = seq
+        # With handles among the arguments: the arguments as keys and records see them
+        # (each handle as "<task KEY>"); None for the common case of none (see _handle_args).
+        self._refs: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
     # -- reading ---------------------------------------------------------------------------
     @property
@@ -201,7 +211,8 @@ class TaskHandle(Generic[R]):
 
     def to_result(self) -> TaskResult:
         return TaskResult(self.key, self.name, self.status, self._value, self._exception,
-                          self.attempts, self.started_at, self.finished_at, self.restored)
+                          self.attempts, self.started_at, self.finished_at, self.restored,
+                          self.cached)
 
     def _outcome(self) -> R:
         if self.status is TaskStatus.COMPLETED:
@@ -236,10 +247,21 @@ class TaskHandle(Generic[R]):
                                          fix="use None to wait until the task ends")
         if self.status in _TERMINAL:
             return None
-        self._control.check_can_wait(self, timeout, method)
+        control = self._control
+        control.check_can_wait(self, timeout, method)
         event = threading.Event()
         self._add_waiter(event.set)
-        if event.wait(timeout):
+        # A task body of this runner waiting for another task gives its worker slot back
+        # meanwhile (Dask's secede/rejoin), so its children can run at any max_workers.
+        token = control.secede()
+        try:
+            ended = event.wait(timeout)
+        finally:
+            if token is not None:
+                slot = threading.Event()
+                if not control.rejoin(token, slot.set):
+                    slot.wait()
+        if ended:
             return None
         if not self._control.running:
             return TimeoutError(
@@ -265,7 +287,20 @@ class TaskHandle(Generic[R]):
                     loop.call_soon_threadsafe(wake)
 
             self._add_waiter(on_done)
-            yield from future.__await__()
+            control = self._control
+            token = control.secede()  # give the slot back while waiting (see _block)
+            try:
+                yield from future.__await__()
+            finally:
+                if token is not None:
+                    slot: asyncio.Future[None] = loop.create_future()
+
+                    def granted() -> None:
+                        with contextlib.suppress(RuntimeError):
+                            loop.call_soon_threadsafe(_resolve, slot)
+
+                    if not control.rejoin(token, granted):
+                        yield from slot.__await__()
         return self._outcome()
 
     def _add_waiter(self, callback: Callable[[], None]) -> None:
@@ -343,6 +378,11 @@ class ErrorView:
 
     def __repr__(self) -> str:
         return repr(self._error)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _same(value: object) -> object:

@@ -10,7 +10,8 @@ Design decisions:
   so that colour is never the only cue, and its text colour keeps WCAG AA contrast (>= 4.5).
 - ``restored`` is not a :class:`TaskStatus`: it is a completed handle whose value came from a
   checkpoint. Views show it apart from ``completed`` because "did this actually run?" is the
-  first question after a resume.
+  first question after a resume. ``cached`` likewise is a completed handle whose value came
+  from the result cache (a lighter green than ``completed``: same outcome, no run).
 - Views work on a :class:`NodeSnapshot` taken once per redraw, not on live handles: the run
   keeps mutating handles on its own thread, and one consistent picture is easier to reason
   about than fields read at slightly different instants.
@@ -68,6 +69,7 @@ STATES: tuple[str, ...] = (
     "retrying",
     "completed",
     "restored",
+    "cached",
     "failed",
     "skipped",
     "cancelled",
@@ -81,6 +83,7 @@ STATE_STYLES: Mapping[str, StateStyle] = MappingProxyType(
         "retrying": StateStyle(fill="#e69f00", font="#000000", glyph="↻"),
         "completed": StateStyle(fill="#009e73", font="#000000", glyph="✓"),
         "restored": StateStyle(fill="#0072b2", font="#ffffff", glyph="⟲"),
+        "cached": StateStyle(fill="#a6dcc8", font="#000000", glyph="◆"),
         "failed": StateStyle(fill="#d55e00", font="#000000", glyph="✗", emphasis=True),
         "skipped": StateStyle(fill="#f0e442", font="#000000", glyph="↷"),
         "cancelled": StateStyle(fill="#cc79a7", font="#000000", glyph="⊘"),
@@ -95,18 +98,21 @@ _TABLE_ORDER = {
     s: i
     for i, s in enumerate(
         ("failed", "retrying", "running", "cancelled", "skipped", "ready", "pending", "completed",
-         "restored")
+         "restored", "cached")
     )
 }
 _ERROR_CHARS = 300
 
 
 def state_of(handle: TaskHandle[Any]) -> str:
-    """The display state of *handle*: its status value, or ``"restored"``."""
+    """The display state of *handle*: its status value, ``"restored"`` or ``"cached"``."""
     status = handle.status
     value = str(getattr(status, "value", status))
-    if value == "completed" and getattr(handle, "restored", False):
-        return "restored"
+    if value == "completed":
+        if getattr(handle, "restored", False):
+            return "restored"
+        if getattr(handle, "cached", False):
+            return "cached"
     return value
 
 

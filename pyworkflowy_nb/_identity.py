@@ -91,8 +91,10 @@ def _digest(name: str, version: str | None, encoded: bytes, parents: Iterable[st
 
 
 def _own_digest(handle: TaskHandle[Any], encoded: bytes | None = None) -> str:
-    return _digest(handle.name, handle.task.version,
-                   encoded if encoded is not None else encode_args(handle.args, handle.kwargs),
+    if encoded is None:
+        args, kwargs = handle._refs or (handle.args, handle.kwargs)
+        encoded = encode_args(args, kwargs)
+    return _digest(handle.name, handle.task.version, encoded,
                    [p._fingerprint or "" for p in handle.parents])
 
 

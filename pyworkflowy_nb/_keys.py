@@ -37,6 +37,7 @@ __all__ = [
     "load_or_create_key",
     "sign_bytes",
     "signatures_match",
+    "user_path",
 ]
 
 KEY_ENV_VAR = "PYWORKFLOWY_NB_KEY_FILE"
@@ -48,13 +49,19 @@ _FOREIGN_BITS = stat.S_IRWXG | stat.S_IRWXO
 
 def default_key_path() -> Path:
     """Return the key file location, honouring the override variables."""
-    override = os.environ.get(KEY_ENV_VAR)
+    return user_path(KEY_ENV_VAR, "XDG_CONFIG_HOME", ".config", "checkpoint.key")
+
+
+def user_path(override_var: str, xdg_var: str, home_dir: str, leaf: str) -> Path:
+    """``$override_var`` if set, else ``$xdg_var/pyworkflowy_nb/leaf``, else
+    ``~/home_dir/pyworkflowy_nb/leaf``: where per-user files live (the key, the cache)."""
+    override = os.environ.get(override_var)
     if override:
         return Path(override).expanduser()
-    xdg = os.environ.get("XDG_CONFIG_HOME")
+    xdg = os.environ.get(xdg_var)
     # XDG says relative values are invalid and must be ignored.
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".config"
-    return base / "pyworkflowy_nb" / "checkpoint.key"
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / home_dir
+    return base / "pyworkflowy_nb" / leaf
 
 
 def load_or_create_key(path: str | os.PathLike[str] | None = None) -> bytes:

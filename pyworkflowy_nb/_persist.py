@@ -80,6 +80,7 @@ class Persistence:
     def record_of(h: TaskHandle[Any], status: TaskStatus | None = None) -> Record:
         """What the checkpoint stores of ``h`` (as if it had ``status``, when given)."""
         st = status or h.status
+        args, kwargs = h._refs or (h.args, h.kwargs)  # handle arguments by key
         return {
             "key": h.key,
             "name": h.name,
@@ -92,8 +93,8 @@ class Persistence:
             "finished_at": h.finished_at,
             # Tuples, not lists: a record of atoms and tuples of atoms is soon untracked by
             # the cyclic GC, which would otherwise walk every kept record on each collection.
-            "args": h.args,
-            "kwargs": h.kwargs,
+            "args": args,
+            "kwargs": kwargs,
             "depends_on": tuple([p.key for p in h.parents]),
         }
 

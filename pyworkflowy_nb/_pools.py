@@ -68,6 +68,17 @@ class Pools:
                 self._process = ProcessPoolExecutor(self.capacity("process"), mp_context=context)
             return self._process
 
+    def lend_thread(self, delta: int) -> None:
+        """Grow (or shrink back) the thread pool by ``delta`` threads: a thread-lane body that
+        waits for its children gives its slot back but still sits on its thread, so the child
+        needs a thread of its own. ``ThreadPoolExecutor`` reads ``_max_workers`` on each
+        submit, so raising it lets the next submit start a thread; lowering it stops no
+        thread (idle ones are reused). Supplied executors are the user's: left alone."""
+        with self._lock:
+            pool = self._thread
+            if pool is not None and "thread" not in self._supplied:
+                pool._max_workers += delta
+
     def discard(self, backend: str, pool: Executor) -> None:
         """Forget ``pool`` if it is still the current one (it broke); the next get() makes
         a new one."""

@@ -48,12 +48,14 @@ from ._arguments import (
     check_file_path,
     check_seconds,
 )
+from ._cache import store_for
 from ._checkpoint import Checkpointer, FileCheckpointer, JSONCheckpointer, checkpointer_for_path
 from ._clock import Clock, SystemClock, as_clock
 from ._context import _current_runner
 from ._dispatch import ActiveRun, Dispatcher
 from ._events import EventBus, TaskEvent
 from ._handle import RunResults, TaskHandle, TaskStatus, status_summary
+from ._handle_args import find_handles, key_form
 from ._identity import base_key, encode_args, fingerprint
 from ._persist import Persistence
 from ._policy import BACKENDS, EXTERNAL_BACKENDS, ON_TASK_ERROR, check_choice, check_non_negative
@@ -84,6 +86,7 @@ class TaskRunner:
         mp_context: str | None = None,
         executors: Mapping[str, Executor] | None = None,
         clock: Clock | None = None,
+        cache: Any = None,
     ) -> None:
         check_non_negative("max_workers", max_workers, integer=True, positive=True)
         check_at_most("max_workers", max_workers, MAX_WORKERS,
@@ -149,12 +152,14 @@ class TaskRunner:
         self._seq = 0
         self._tokens: list[contextvars.Token[TaskRunner | None]] = []
         self._closed = False
+        # Where cache=True tasks keep results: "memory" (default), "disk", a store, False.
+        self.cache = store_for(cache)
         self._dispatch = Dispatcher(
             lock=self._lock, bus=self._bus,
             pools=Pools(self.max_workers, self.mp_context, self.executors),
             handles=self._handles, max_workers=self.max_workers,
             on_task_error=self.on_task_error, persistence=self._persist, owner=self,
-            now=self._clock.time)
+            now=self._clock.time, cache=self.cache)
 
     # -- resume --------------------------------------------------------------------------------
     @classmethod
@@ -221,21 +226,29 @@ class TaskRunner:
                 f"executor for it: pass TaskRunner(executors={{{backend!r}: "
                 "client.get_executor(pure=False)}) with a dask.distributed Client")
         parents = _graph.check_parents(self, depends_on, task.name)
+        refs = None
+        id_args, id_kwargs = args, kwargs
+        if args or kwargs:
+            found = find_handles(args, kwargs)
+            if found:
+                # Handle arguments are dependencies; keys and checkpoints see them by key.
+                parents = _graph.check_parents(self, (*parents, *found), task.name)
+                refs = id_args, id_kwargs = key_form(args, kwargs)
         checkpointer = self.checkpointer
         encoded = None
         if checkpointer is not None:
             # Our own checkpointers store any scalar: no call (and no message) for those.
             skip = _SCALARS if isinstance(checkpointer, FileCheckpointer) else ()
-            for i, arg in enumerate(args):
+            for i, arg in enumerate(id_args):
                 if type(arg) not in skip:
                     checkpointer.check(arg, what=f"argument {i} of task {task.name!r}")
-            for name, arg in kwargs.items():
+            for name, arg in id_kwargs.items():
                 if type(arg) not in skip:
                     checkpointer.check(arg, what=f"argument {name!r} of task {task.name!r}")
         if task_key is not None and (not isinstance(task_key, str) or not task_key):
             raise TypeError(f"task_key must be a non-empty string, got {task_key!r}")
         if args or kwargs:
-            encoded = encode_args(args, kwargs)
+            encoded = encode_args(id_args, id_kwargs)
         dispatch = self._dispatch
         with self._lock:
             if task_key is not None:
@@ -245,7 +258,7 @@ class TaskRunner:
                         "keys name one submission each, pick another")
                 key = task_key
             else:
-                base = base_key(task.name, args, kwargs, encoded)
+                base = base_key(task.name, id_args, id_kwargs, encoded)
                 count = self._key_counts.get(base, 0) + 1
                 self._key_counts[base] = count
                 key = base if count == 1 else f"{base}#{count}"
@@ -256,6 +269,7 @@ class TaskRunner:
             self._seq += 1
             h: TaskHandle[R] = TaskHandle(self, task, args, kwargs, key, parents, backend,
                                           self._seq, dispatch)
+            h._refs = refs
             self._handles[key] = h
             if checkpointer is not None:
                 # Computed now, while the parents' are at hand (and the arguments' encoding).

@@ -12,6 +12,7 @@ the runner's default to plain callables only): the handle's ``backend`` says whe
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Iterable
@@ -63,7 +64,8 @@ def _normalise_retry_on(value: object) -> tuple[type[BaseException], ...]:
 class Task(Generic[P, R]):
     """A function plus how to run it. Produced by ``@task`` and by ``TaskBase`` subclasses."""
 
-    __slots__ = ("__dict__", "_backend", "_owner_cls", "fn", "is_async", "name",
+    __slots__ = ("__dict__", "_backend", "_code_fp", "_owner_cls", "cache", "cache_key_fn",
+                 "cache_ttl", "fn", "is_async", "name",
                  "on_dep_failure", "priority", "retry", "timeout", "version")
 
     def __init__(
@@ -83,6 +85,9 @@ class Task(Generic[P, R]):
         on_dep_failure: str = "fail",
         priority: int = 0,
         version: str | None = None,
+        cache: bool = False,
+        cache_ttl: float | None = None,
+        cache_key_fn: Callable[..., str] | None = None,
         _owner_cls: type[TaskBase] | None = None,
     ) -> None:
         if not callable(fn):
@@ -110,6 +115,17 @@ class Task(Generic[P, R]):
             raise TypeError(f"priority must be an integer, got {priority!r}")
         if version is not None and not isinstance(version, str):
             raise TypeError(f"version must be a string, got {version!r}")
+        if not isinstance(cache, bool):
+            raise TypeError(f"cache must be True or False, got {cache!r}: the store is "
+                            "chosen with TaskRunner(cache=...)")
+        cache_ttl = check_optional_seconds("cache_ttl", cache_ttl, above=True,
+                                           fix="use cache_ttl=None to keep entries until "
+                                           "evicted")
+        if cache_key_fn is not None and not callable(cache_key_fn):
+            raise TypeError(f"cache_key_fn must be a callable (fn, args, kwargs) -> str, "
+                            f"got {cache_key_fn!r}")
+        if not cache and (cache_ttl is not None or cache_key_fn is not None):
+            raise ValueError("cache_ttl= and cache_key_fn= need cache=True as well")
 
         self.fn: Callable[P, R] = fn
         self.name: str = name if name is not None else _default_name(fn)
@@ -130,9 +146,19 @@ class Task(Generic[P, R]):
         self.on_dep_failure: str = on_dep_failure
         self.priority: int = priority
         self.version: str | None = version
+        self.cache: bool = cache
+        self.cache_ttl: float | None = cache_ttl
+        self.cache_key_fn: Callable[..., str] | None = cache_key_fn
+        self._code_fp: str | None = None  # cache_prefix(), computed on first cache use
         self._owner_cls = _owner_cls
         if backend is not None:
             self.check_backend(backend)
+        # The user's function keeps its face: help(), `?`, completion and inspect.signature
+        # read __wrapped__, __doc__, __name__... from the task as from the function itself.
+        # The class form wraps the bound ``run``, so its signature has no ``self``.
+        functools.update_wrapper(self, fn)
+        if _owner_cls is not None and not getattr(fn, "__doc__", None):
+            self.__doc__ = _owner_cls.__doc__
 
     # -- options ---------------------------------------------------------------------------
     @property
@@ -212,6 +238,37 @@ class Task(Generic[P, R]):
         )
         return handle
 
+    def cache_prefix(self) -> str:
+        """Name, version and a hash of the code: how this task's cache keys begin (see
+        ``_cache``). Computed once per task."""
+        if self._code_fp is None:
+            from ._cache import code_fingerprint, key_prefix
+
+            self._code_fp = key_prefix(self.name, self.version, code_fingerprint(self.fn))
+        return self._code_fp
+
+    def map(self, iterable: Iterable[Any], *more_iterables: Iterable[Any], runner: Any = None,
+            **common_kwargs: Any) -> list[TaskHandle[R]]:
+        """Submit one task per item, like builtin ``map``: ``task.map(xs, ys, k=1)`` submits
+        ``task(x, y, k=1)`` for each pair; the handles come back in order.
+
+        Items may be handles (they become dependencies, see ``submit``). Several iterables
+        must have the same length: a shorter one is a mistake, not a silent cut, so a
+        ValueError names the lengths before anything is submitted.
+        """
+        columns = [list(iterable), *(list(it) for it in more_iterables)]
+        lengths = [len(c) for c in columns]
+        if len(set(lengths)) > 1:
+            raise ValueError(
+                f"{self.name}.map() got iterables of different lengths {lengths}: pass "
+                "iterables of equal length (zip them to the shortest yourself if you mean it)")
+        if runner is None:
+            runner = get_current_runner()
+            if runner is None:
+                raise RuntimeError(_NO_RUNNER.format(name=self.name))
+        return [self.submit(*items, runner=runner, **common_kwargs)
+                for items in zip(*columns, strict=True)]
+
     # -- pickling for the process backend -----------------------------------------------------
     def __reduce__(self) -> tuple[Any, ...]:
         # Workers re-import by name instead of pickling the function's code.
@@ -244,7 +301,8 @@ def task(
     retry_on: type[BaseException] | tuple[type[BaseException], ...] = ...,
     backoff: str = ..., backoff_base: float = ..., backoff_max: float = ..., jitter: float = ...,
     timeout: float | None = ..., on_dep_failure: str = ..., priority: int = ...,
-    version: str | None = ...,
+    version: str | None = ..., cache: bool = ..., cache_ttl: float | None = ...,
+    cache_key_fn: Callable[..., str] | None = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 def task(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
     """Turn a function into a :class:`Task`; usable bare (``@task``) or with options."""
@@ -260,7 +318,8 @@ def task(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
 
 
 _CLASS_OPTIONS = ("backend", "retries", "max_attempts", "retry_on", "backoff", "backoff_base",
-                  "backoff_max", "jitter", "timeout", "on_dep_failure", "priority", "version")
+                  "backoff_max", "jitter", "timeout", "on_dep_failure", "priority", "version",
+                  "cache", "cache_ttl", "cache_key_fn")
 
 
 class TaskBase:
@@ -282,6 +341,9 @@ class TaskBase:
     on_dep_failure: ClassVar[str] = "fail"
     priority: ClassVar[int] = 0
     version: ClassVar[str | None] = None
+    cache: ClassVar[bool] = False
+    cache_ttl: ClassVar[float | None] = None
+    cache_key_fn: ClassVar[Callable[..., str] | None] = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if args or kwargs:

@@ -9,12 +9,15 @@ two functions instead of submitting to a throwaway runner:
   ``version=``, arguments, parents' fingerprints);
 - :func:`restorable` returns the record a resume would restore for a key and fingerprint, or
   None; its ``"value"`` is the stored result. The records are those a file checkpointer's
-  ``read_records()`` returns.
+  ``read_records()`` returns;
+- :func:`encode_args` is the deterministic byte form of arguments both use (canonical JSON,
+  else pickle, else repr), for keys of one's own (a result-cache key, say).
 """
 
 from __future__ import annotations
 
+from ._identity import encode_args as encode_args
 from ._identity import task_fingerprint as task_fingerprint
 from ._persist import restorable as restorable
 
-__all__ = ["restorable", "task_fingerprint"]
+__all__ = ["encode_args", "restorable", "task_fingerprint"]

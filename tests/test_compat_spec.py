@@ -30,10 +30,11 @@ def load(path: str) -> list[int]:
 
 
 @pyworkflowy.task(name="clean", backend="thread")
-def clean(upstream: pyworkflowy.TaskHandle[list[int]]) -> list[int]:
+def clean(upstream: list[int]) -> list[int]:
     CALLS.append("clean")
-    # The README's advice: dependencies do not thread values; read them in the body.
-    return sorted(x for x in upstream.result() if x >= 0)
+    # A handle passed as an argument arrives as its result (issue 13; 0.1.0 passed the
+    # handle itself and the body called upstream.result()).
+    return sorted(x for x in upstream if x >= 0)
 
 
 class Total(pyworkflowy.TaskBase):
@@ -42,18 +43,18 @@ class Total(pyworkflowy.TaskBase):
     backoff = "linear"
     backoff_base = 0.001  # tiny waits: this is a test
 
-    def run(self, upstream: pyworkflowy.TaskHandle[list[int]]) -> int:
+    def run(self, upstream: list[int]) -> int:
         CALLS.append("total")
-        return sum(upstream.result())
+        return sum(upstream)
 
 
 total = Total()
 
 
 @pyworkflowy.task(name="publish", on_dep_failure="skip")
-async def publish(upstream: pyworkflowy.TaskHandle[int]) -> str:
+async def publish(upstream: int) -> str:
     await asyncio.sleep(0)
-    return f"total={upstream.result()}"
+    return f"total={upstream}"
 
 
 def test_a_dag_written_for_zero_one(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ def _luminance(colour: str) -> float:
 
 
 def test_palette_covers_every_status_plus_restored_with_distinct_fills() -> None:
-    assert set(STATE_STYLES) == {s.value for s in TaskStatus} | {"restored"}
+    assert set(STATE_STYLES) == {s.value for s in TaskStatus} | {"restored", "cached"}
     assert set(STATES) == set(STATE_STYLES)
     fills_ = [s.fill for s in STATE_STYLES.values()]
     glyphs = [s.glyph for s in STATE_STYLES.values()]

@@ -13,7 +13,7 @@ import pytest
 
 import pyworkflowy_nb
 import pyworkflowy_nb.exceptions as exceptions
-from pyworkflowy_nb import _checkpoint, _context, _events, _handle, _policy, _run, _task
+from pyworkflowy_nb import _cache, _checkpoint, _context, _events, _handle, _policy, _run, _task
 
 # name -> (the private object it must be, what kind of thing it is)
 EXPECTED = {
@@ -29,6 +29,8 @@ EXPECTED = {
     "TaskEvent": (_events.TaskEvent, "dataclass"),
     "RunResults": (_handle.RunResults, "mapping"),
     "EventLog": (_events.EventLog, "class"),
+    "MemoryStore": (_cache.MemoryStore, "class"),
+    "DiskStore": (_cache.DiskStore, "class"),
     "current_task": (_context.current_task, "function"),
     "get_current_runner": (_context.get_current_runner, "function"),
     "Checkpointer": (_checkpoint.Checkpointer, "abc"),
@@ -119,7 +121,7 @@ def test_task_event_fields() -> None:
 def test_task_result_fields() -> None:
     fields = [f.name for f in dataclasses.fields(pyworkflowy_nb.TaskResult)]
     assert fields == ["key", "name", "status", "value", "error", "attempts", "started_at",
-                      "finished_at", "restored"]
+                      "finished_at", "restored", "cached"]
 
 
 SEVEN = ["TaskError", "TaskTimeoutError", "TaskCancelledError", "CycleError",

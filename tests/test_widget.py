@@ -22,6 +22,7 @@ import pytest
 from engine_helpers import HANG_GUARD, wait_until
 
 from pyworkflowy_nb import TaskRunner, TaskStatus, task
+from pyworkflowy_nb._cache import MemoryStore
 from pyworkflowy_nb._html import STATE_STYLES, STATES, display_key
 from pyworkflowy_nb.notebook import _dot, _widget
 from pyworkflowy_nb.notebook._dot import group_id, node_id
@@ -75,6 +76,11 @@ def svg_fills(w: RunnerWidget) -> dict[str, str]:
 # -- tasks ----------------------------------------------------------------------------------------
 
 GATE = threading.Event()
+
+
+@task(cache=True)
+def cached_one() -> int:
+    return 1
 
 
 @task
@@ -150,9 +156,15 @@ def test_every_state_has_its_colour_and_restored_is_not_completed(
     first.submit(one)
     first.run()
     first.shutdown()
+    store = MemoryStore()
+    warm = TaskRunner(cache=store)
+    warm.submit(cached_one)
+    warm.run()
+    warm.shutdown()
 
-    runner = TaskRunner.resume(path, on_task_error="continue")
+    runner = TaskRunner.resume(path, on_task_error="continue", cache=store)
     restored = runner.submit(one)
+    cached = runner.submit(cached_one)
     completed = runner.submit(quick, 1)
     failed = runner.submit(explode, 1)
     skipped = runner.submit(after, 1, depends_on=[failed])
@@ -172,7 +184,7 @@ def test_every_state_has_its_colour_and_restored_is_not_completed(
         expected = {
             restored: "restored", completed: "completed", failed: "failed",
             skipped: "skipped", running: "running", pending: "pending",
-            cancelled: "cancelled", retrying: "retrying",
+            cancelled: "cancelled", retrying: "retrying", cached: "cached",
         }
         # READY is seen in the first-draw test: here every ready handle gets a slot at once.
         assert sorted(expected.values()) == sorted(set(STATES) - {"ready"})
@@ -180,6 +192,7 @@ def test_every_state_has_its_colour_and_restored_is_not_completed(
         for h, state in expected.items():
             assert fills[node_id(h.key)] == STATE_STYLES[state].fill, state
         assert fills[node_id(restored.key)] != fills[node_id(completed.key)]
+        assert fills[node_id(cached.key)] != fills[node_id(completed.key)]
         header = w._header.value
         assert "running" in header
         for state in expected.values():

@@ -152,6 +152,8 @@ class CellTask:
     last: types.CodeType | None = field(repr=False, compare=False)
     #: Global names the cell may read (its code's co_names, nested code included).
     refs: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    #: ``%%task NAME --cache``: its result goes to (and comes from) the engine's disk cache.
+    cache: bool = False
 
 
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)

@@ -34,7 +34,7 @@ __all__ = ["Definitions", "new_cell"]
 
 
 def new_cell(shell: Any, name: str, source: str, after: Iterable[str], retries: int,
-             timeout: float | None, backend: str | None) -> CellTask:
+             timeout: float | None, backend: str | None, cache: bool = False) -> CellTask:
     """The checked, compiled definition of task ``name`` whose body is ``source``."""
     check_name(name)
     edges: list[str] = []
@@ -69,6 +69,7 @@ def new_cell(shell: Any, name: str, source: str, after: Iterable[str], retries: 
         timeout=timeout, backend=resolved, version=cell_version(source),
         is_async=is_async, filename=filename, body=body, last=last,
         refs=tuple(sorted(referenced_names(body, last) - set(edges))),
+        cache=cache,
     )
 
 

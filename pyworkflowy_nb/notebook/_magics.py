@@ -210,6 +210,9 @@ class WorkflowMagics(Magics):
     )
     @argument("--retries", type=_whole, default=0, help="extra attempts after a failure")
     @argument("--timeout", type=_seconds, default=None, help="seconds allowed per attempt")
+    @argument("--cache", action="store_true",
+              help="reuse a stored result of this cell (same code, same inputs), even from "
+              "an earlier kernel; new results are stored in the engine's disk cache")
     @argument(
         "--backend", default=None, metavar="{thread,asyncio,process,dask}",
         help="where the cell runs: 'thread' (default), 'asyncio' (default when the cell uses "
@@ -235,7 +238,7 @@ class WorkflowMagics(Magics):
         session = self.session
         session.define(
             args.name, cell, after=args.after, retries=args.retries, timeout=args.timeout,
-            backend=args.backend,
+            backend=args.backend, cache=args.cache,
         )
         for note in undefined_after(session.tasks, args.name):
             print(f"wfy: warning: {note}", file=sys.stderr)

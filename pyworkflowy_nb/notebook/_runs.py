@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import Task
+from ..resume import encode_args
 from ..validation import check_optional_seconds
 from ._cells import CellTask, exec_async, exec_sync
 from ._shipping import ShippedCell, run_in_worker
@@ -116,17 +117,18 @@ class Run:
         return True
 
 
-def new_runner(ckpt: FileCheckpointer | None, max_workers: int | None, *, restore: bool
-               ) -> TaskRunner:
+def new_runner(ckpt: FileCheckpointer | None, max_workers: int | None, *, restore: bool,
+               cache: bool = False) -> TaskRunner:
     """A fresh runner for one run, checkpointing to ``ckpt`` (resuming from it with
-    ``restore``)."""
+    ``restore``); with ``cache``, on the engine's disk result cache (``--cache`` cells)."""
     from .. import TaskRunner
 
     # Failures are reported by the magic after the run; the other branches keep going.
     # spawn, not fork: the kernel has live threads (zmq, the run's loop thread) that a
     # forked worker would inherit in an undefined state.
+    # --cache cells share the engine's disk store, which outlives the kernel.
     options: dict[str, Any] = {"max_workers": max_workers, "on_task_error": "continue",
-                               "mp_context": "spawn"}
+                               "mp_context": "spawn", "cache": "disk" if cache else False}
     if ckpt is None:
         return TaskRunner(**options)
     if not ckpt.exists():
@@ -145,13 +147,16 @@ def submit_plan(runner: TaskRunner, plan: Sequence[CellTask], user_ns: MutableMa
     handles: dict[str, TaskHandle[Any]] = {}
     for cell in plan:
         upstream = {a: handles[a] for a in cell.after}
+        version = version_of(cell)
         options: dict[str, Any] = {
             "retries": cell.retries,
             # Cells retry at once, as they always did (the magics have no backoff flag);
             # the engine's own default is 0.1.0's exponential backoff.
             "backoff": "none",
             "timeout": cell.timeout,
-            "version": version_of(cell),
+            "version": version,
+            "cache": cell.cache,
+            "cache_key_fn": _cell_cache_key(version, upstream) if cell.cache else None,
         }
         namespace = cell_namespace(user_ns, upstream)
         node: Task[..., Any]
@@ -165,6 +170,19 @@ def submit_plan(runner: TaskRunner, plan: Sequence[CellTask], user_ns: MutableMa
             node, depends_on=list(upstream.values()), task_key=cell.name
         )
     return handles
+
+
+def _cell_cache_key(version: str, upstream: Mapping[str, TaskHandle[Any]]
+                    ) -> Callable[..., str]:
+    """A ``--cache`` cell's key: its effective version (source and the namespace values it
+    reads) and its --after tasks' results, which reach the body by name, not as arguments."""
+    import hashlib
+
+    def key(fn: Any, args: Any, kwargs: Any) -> str:
+        values = {n: h.result() for n, h in upstream.items()}
+        return f"{version}:{hashlib.sha256(encode_args((), values)).hexdigest()}"
+
+    return key
 
 
 def cell_namespace(user_ns: Mapping[str, Any], upstream: Mapping[str, TaskHandle[Any]]

@@ -121,9 +121,10 @@ class Session:
         retries: int = 0,
         timeout: float | None = None,
         backend: str | None = None,
+        cache: bool = False,
     ) -> CellTask:
         """Define (or redefine) the node ``name`` whose body is ``source``; do not run it."""
-        cell = new_cell(self.shell, name, source, after, retries, timeout, backend)
+        cell = new_cell(self.shell, name, source, after, retries, timeout, backend, cache)
         self._definitions.add(cell)
         self.last_primed = self._prime_after_define(name)
         return cell
@@ -163,7 +164,8 @@ class Session:
         """
         plan = self.plan(names)
         workers = max_workers if max_workers is not None else self.max_workers
-        runner = new_runner(self.checkpointer() if persist else None, workers, restore=restore)
+        runner = new_runner(self.checkpointer() if persist else None, workers, restore=restore,
+                            cache=any(c.cache for c in plan))
         runner.subscribe(self._land)
         for listener in listeners:
             runner.subscribe(listener)
