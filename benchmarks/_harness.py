@@ -63,6 +63,20 @@ def best_of(repeats: int, code: str, *args: object,
     return min((run_case(code, *args, env=env) for _ in range(repeats)), key=lambda r: r["s"])
 
 
+def best_interleaved(repeats: int, code: str, *variants: tuple[object, ...],
+                     env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The fastest run of each variant (its ``args``), the variants taking turns: on a busy
+    machine every variant then samples the same stretches of load, so their ratio holds."""
+    best: list[dict[str, Any] | None] = [None] * len(variants)
+    for _ in range(repeats):
+        for i, args in enumerate(variants):
+            result = run_case(code, *args, env=env)
+            current = best[i]
+            if current is None or result["s"] < current["s"]:
+                best[i] = result
+    return [b for b in best if b is not None]
+
+
 def row(shape: str, n: int, ours: float, floor: float | None, rss: float | None,
         target: str, note: str = "") -> dict[str, Any]:
     """One line of the table; the ratio is ours over the floor measured in the same run."""

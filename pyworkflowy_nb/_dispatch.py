@@ -6,7 +6,9 @@ transition touches only the handle and its direct children: a ready queue per ex
 parents mean nothing ever rescans all handles. Sync tasks on the asyncio lane run inline on the
 loop (no asyncio.Task per call), which is what makes 100,000 small tasks cheap; the loop is
 yielded every few milliseconds so timers, cancellations and cross-thread submissions still get
-through.
+through. Because those inline bodies run one at a time, they share a single slot of
+``max_workers`` per batch instead of taking one each: the bound on how many bodies run at once
+holds, and the default ``max_workers=8`` does not chop a pass of small tasks into batches of 8.
 
 With a file checkpointer, a completed attempt is not settled at once: it waits in ``commits``
 until the end of the dispatcher's pass, when :meth:`Dispatcher.commit` appends the whole group
@@ -42,6 +44,7 @@ from . import _graph
 from ._cache import CacheStore, cache_key
 from ._context import TaskContext, _current_task
 from ._events import EventBus
+from ._gc import LARGE, GcHold
 from ._handle import TaskHandle, TaskStatus, dependency_outcome
 from ._handle_args import call_args
 from ._pools import Pools, call_in_process, call_in_thread, call_plain
@@ -66,6 +69,8 @@ _SKIPPED = TaskStatus.SKIPPED
 _CANCELLED = TaskStatus.CANCELLED
 _TERMINAL = (_COMPLETED, _FAILED, _SKIPPED, _CANCELLED)  # tuple: identity checks, no hashing
 _LANES = ("asyncio", "thread", "process", "dask")
+# Ready queues: the lanes, plus "inline" for the sync tasks that run on the loop itself.
+_QUEUES = ("inline", "asyncio", "thread", "process", "dask")
 _REMOTE = ("process", "dask")  # lanes whose running attempts cannot be interrupted
 _BATCH = 256
 _YIELD_EVERY = 0.005  # seconds of inline work before the loop gets a turn
@@ -77,6 +82,18 @@ def lane_of(handle: TaskHandle[Any]) -> str:
     lane = handle._backend
     if lane == "asyncio" and not handle.task.is_async and handle.task.timeout is not None:
         return "thread"
+    return lane
+
+
+def _hold_nothing(lane: str) -> None:
+    """release() for a handle that holds no slot (an inline body)."""
+
+
+def queue_of(handle: TaskHandle[Any]) -> str:
+    """The ready queue of ``handle``: its lane, or "inline" for a sync body run on the loop."""
+    lane = lane_of(handle)
+    if lane == "asyncio" and not handle.task.is_async:
+        return "inline"
     return lane
 
 
@@ -113,6 +130,10 @@ class ReadyQueue:
             top = self.heap[0]
             return top[0], top[1]
         return 0, self.fifo[0]._seq
+
+    def peek(self) -> TaskHandle[Any]:
+        """The handle pop() would return; the queue must not be empty."""
+        return self.heap[0][2] if self._heap_first() else self.fifo[0]
 
     def pop(self) -> TaskHandle[Any]:
         if self._heap_first():
@@ -186,11 +207,19 @@ class Dispatcher:
         self.on_task_error = on_task_error
         self.persistence = persistence
         self.max_workers = max_workers
-        self.queues: dict[str, ReadyQueue] = {n: ReadyQueue() for n in _LANES}
+        self.queues: dict[str, ReadyQueue] = {n: ReadyQueue() for n in _QUEUES}
         self.inflight = dict.fromkeys(_LANES, 0)
         self.caps = {n: self.pools.capacity(n) for n in _LANES}
+        # Where caps allow more in flight than run at once (Dask), attempts with a timeout
+        # still wait for a free worker thread (Pools.size).
+        self.sizes = {n: self.pools.size(n) for n in _LANES if n in _REMOTE}
+        # Lanes whose attempts count against max_workers (a Dask cluster under the default
+        # bounds itself, see Pools.bounded).
+        self.counted = {n: self.pools.bounded(n) for n in _LANES}
         self.total_inflight = 0
+        self.inline_slot = False  # the current batch's inline bodies hold one slot (take())
         self.unfinished = 0  # admitted handles not yet terminal; changed only in this class
+        self.gc_hold = GcHold()  # taken while unfinished >= LARGE, given back as a run ends
         self.run: ActiveRun | None = None
         self.rng = random.Random()
         self.now = now  # every timestamp; the loop's timers keep the loop's own time
@@ -225,6 +254,8 @@ class Dispatcher:
                 and self._hit_on_admission(h):
             return
         self.unfinished += 1
+        if self.unfinished == LARGE:
+            self.gc_hold.take()  # a large graph: defer full collections until it has run
         failed = _graph.wire(h)
         if failed is not None and h.task.on_dep_failure != "run-anyway":
             self.settle_on_failed_parent(h, failed)
@@ -275,7 +306,8 @@ class Dispatcher:
             return None
         with self.lock:
             h = self.handles.get(ctx.key)
-            if h is None or h._ctx is not ctx or h.status is not _RUNNING:
+            if h is None or h._ctx is not ctx or h.status is not _RUNNING \
+                    or queue_of(h) == "inline":  # an inline body holds no slot of its own
                 return None
             ctx._seceded += 1
             if ctx._seceded == 1:
@@ -303,7 +335,7 @@ class Dispatcher:
 
     def _has_slot(self, lane: str) -> bool:
         limit = self.max_workers
-        return ((not limit or self.total_inflight < limit)
+        return ((not limit or not self.counted[lane] or self.total_inflight < limit)
                 and (lane == "asyncio" or self.inflight[lane] < self.caps[lane]))
 
     def _reacquire(self, h: TaskHandle[Any]) -> None:
@@ -311,7 +343,8 @@ class Dispatcher:
         h._ctx._seceded -= 1
         lane = lane_of(h)
         self.inflight[lane] += 1
-        self.total_inflight += 1
+        if self.counted[lane]:
+            self.total_inflight += 1
         if lane == "thread":
             self.pools.lend_thread(-1)
 
@@ -336,7 +369,7 @@ class Dispatcher:
     def push_ready(self, h: TaskHandle[Any]) -> None:
         if h.status is _PENDING:
             h.status = _READY  # a retry stays RETRYING while it waits for its slot
-        self.queues[lane_of(h)].push(h)
+        self.queues[queue_of(h)].push(h)
         self.wake()
 
     def wake(self) -> None:
@@ -354,38 +387,84 @@ class Dispatcher:
                 run.wake_scheduled = False
 
     def take(self) -> list[TaskHandle[Any]]:
-        """Pop up to a batch of startable handles, best priority first, within capacity."""
+        """Pop up to a batch of startable handles, best priority first, within capacity.
+
+        Inline sync bodies run one at a time on the loop, so together they need one slot of
+        ``max_workers``, not one each: the first inline handle of a batch reserves a slot
+        (given back by :meth:`end_batch`), the others ride on it and stay READY until
+        :meth:`launch` starts each. With the default ``max_workers=8`` a batch of small sync
+        tasks is then as long as without a limit, and no more bodies run at once than allowed.
+        """
         out: list[TaskHandle[Any]] = []
         queues, inflight, caps = self.queues, self.inflight, self.caps
         limit = self.max_workers
         if self.rejoiners:
             self._grant_rejoins()
+        inline = queues["inline"]
+        if not inline.heap and not any(queues[lane] for lane in _LANES):
+            # Only default-priority inline work (the bulk of a big graph of small tasks, and
+            # every step of a chain): pop it without weighing the lanes against each other.
+            fifo = inline.fifo
+            if not fifo or (limit is not None and self.total_inflight >= limit
+                            and not self.inline_slot):
+                return out
+            while fifo and len(out) < _BATCH:
+                h = fifo.popleft()
+                if (h.status is _READY or h.status is _RETRYING) and not h._waiting:
+                    out.append(h)
+            if out and not self.inline_slot:
+                self.inline_slot = True
+                self.total_inflight += 1
+            return out
+        counted = self.counted
         while len(out) < _BATCH:
-            if limit and self.total_inflight >= limit:
-                break
+            full = limit is not None and self.total_inflight >= limit
             best: ReadyQueue | None = None
             best_key = (0, 0)
             best_lane = ""
-            for lane in _LANES:
+            for lane in _QUEUES:
                 queue = queues[lane]
-                if queue and (lane == "asyncio" or inflight[lane] < caps[lane]):
-                    key = queue.head_key()
-                    if best is None or key < best_key:
-                        best, best_key, best_lane = queue, key, lane
+                if not queue:
+                    continue
+                if lane == "inline":
+                    if full and not self.inline_slot:
+                        continue
+                elif (full and counted[lane]) or (
+                        lane != "asyncio" and inflight[lane] >= caps[lane]):
+                    continue  # no slot under max_workers, or the lane is at its capacity
+                elif lane == "dask" and inflight[lane] >= self.sizes[lane] \
+                        and queue.peek().task.timeout is not None:
+                    continue  # its clock must not tick while it queues inside Dask
+                key = queue.head_key()
+                if best is None or key < best_key:
+                    best, best_key, best_lane = queue, key, lane
             if best is None:
                 break
             h = best.pop()
             if (h.status is not _READY and h.status is not _RETRYING) or h._waiting:
                 continue  # cancelled while queued, or given a new dependency since
-            h.status = _RUNNING
-            inflight[best_lane] += 1
-            self.total_inflight += 1
+            if best_lane == "inline":
+                if not self.inline_slot:
+                    self.inline_slot = True
+                    self.total_inflight += 1
+            else:
+                h.status = _RUNNING
+                inflight[best_lane] += 1
+                if counted[best_lane]:
+                    self.total_inflight += 1
             out.append(h)
         return out
 
+    def end_batch(self) -> None:
+        """Give back the slot the batch's inline bodies shared (lock held)."""
+        if self.inline_slot:
+            self.inline_slot = False
+            self.total_inflight -= 1
+
     def release(self, lane: str) -> None:
         self.inflight[lane] -= 1
-        self.total_inflight -= 1
+        if self.counted[lane]:
+            self.total_inflight -= 1
 
     def busy(self) -> bool:
         """True while a real worker runs an attempt for this run (read by virtual loops)."""
@@ -411,11 +490,16 @@ class Dispatcher:
                         # for the next one); none can slip in between.
                         if self.run is run:
                             self.run = None
+                        self.gc_hold.give()
                         return
                     wakeup.clear()
             if batch:
-                for h in batch:
-                    self.launch(h, run)
+                try:
+                    for h in batch:
+                        self.launch(h, run)
+                finally:
+                    with lock:
+                        self.end_batch()
                 if time.perf_counter() >= next_yield:
                     await asyncio.sleep(0)
                     next_yield = time.perf_counter() + _YIELD_EVERY
@@ -424,13 +508,22 @@ class Dispatcher:
 
     def launch(self, h: TaskHandle[Any], run: ActiveRun) -> None:
         task = h.task
+        lane = lane_of(h)
+        inline = lane == "asyncio" and not task.is_async
+        if inline:
+            with self.lock:
+                status = h.status
+                if (status is not _READY and status is not _RETRYING) or h._waiting:
+                    return  # cancelled, or given a new dependency, since take() popped it
+                h.status = _RUNNING
         ctx = h._ctx
         if ctx is None:
             ctx = h._ctx = TaskContext(h.name, h.key, 0, self.owner)
         elif ctx._cancelled or h.status is not _RUNNING:
             # Cancelled between leaving the queue and starting: give the slot back unused.
             with self.lock:
-                self.release(lane_of(h))
+                if not inline:
+                    self.release(lane)
                 if h.status is _RUNNING:
                     self.settle(h, _CANCELLED, None, TaskCancelledError(
                         f"task {h.key!r} was cancelled before it started", task=h.key))
@@ -445,26 +538,26 @@ class Dispatcher:
             h.started_at = now
         if self.bus.active:
             self.bus.emit("started", h, attempt, None, now)
-        lane = lane_of(h)
         if lane == "asyncio":
             if task.is_async:
                 assert run.loop is not None
                 h._inflight = run.loop.create_task(self._run_coroutine(h, ctx, attempt))
                 return
+            # Inline: no slot of its own to release (the batch's shared one, see take()).
             args, kwargs = (h.args, h.kwargs) if h._refs is None else call_args(h)
             token = _current_task.set(ctx)
             try:
                 value = task.fn(*args, **kwargs)
             except Exception as exc:
                 _current_task.reset(token)
-                self.attempt_done(h, attempt, None, exc, "asyncio")
+                self.attempt_done(h, attempt, None, exc, None)
                 return
             except BaseException as exc:  # KeyboardInterrupt, SystemExit: fail it, then stop
                 _current_task.reset(token)
-                self.attempt_done(h, attempt, None, exc, "asyncio")
+                self.attempt_done(h, attempt, None, exc, None)
                 raise
             _current_task.reset(token)
-            self.attempt_done(h, attempt, value, None, "asyncio")
+            self.attempt_done(h, attempt, value, None, None)
             return
         self._launch_in_pool(h, ctx, attempt, lane, run)
 
@@ -598,13 +691,15 @@ class Dispatcher:
         assert store is not None
         task = h.task
         lane = lane_of(h)
+        # An inline body holds no slot of its own (see take()): nothing to give back then.
+        give_back = self.release if queue_of(h) != "inline" else _hold_nothing
         args, kwargs = call_args(h)
         try:
             key = cache_key(task.name, task.cache_prefix(), task.fn, args, kwargs,
                             task.cache_key_fn)
         except Exception as exc:  # a failing cache_key_fn fails the task, visibly
             with self.lock:
-                self.release(lane)
+                give_back(lane)
                 self.settle(h, _FAILED, None, exc)
             return True
         try:
@@ -615,15 +710,15 @@ class Dispatcher:
             value = store.MISS
         with self.lock:
             if h.status is not _RUNNING:
-                self.release(lane)  # cancelled meanwhile
+                give_back(lane)  # cancelled meanwhile
                 return True
             if value is not store.MISS:
-                self.release(lane)
+                give_back(lane)
                 self._complete_cached(h, value)
                 return True
             owner = self.cache_owners.get(key)
             if owner is not None:
-                self.release(lane)
+                give_back(lane)
                 h.status = _READY  # not queued: released when its owner ends
                 self.cache_waiting.setdefault(key, []).append(h)
                 return True
@@ -687,7 +782,7 @@ class Dispatcher:
                     self.bus.emit("cached", w, w.attempts)
                 work.append((w, _COMPLETED, val, None))
             else:
-                self.queues[lane_of(w)].push(w)
+                self.queues[queue_of(w)].push(w)
                 self.wake()
 
     # -- outcomes -------------------------------------------------------------------------------
@@ -818,6 +913,12 @@ class Dispatcher:
         x._exception = err
         x.finished_at = stamp if stamp is not None else self.now()
         x._inflight = None
+        # A terminal handle needs its context only for the progress it reported (handle.progress
+        # reads it; every other path checks the status first); a million finished handles
+        # would otherwise keep a million contexts alive.
+        ctx = x._ctx
+        if ctx is not None and ctx._progress is None:
+            x._ctx = None
         self.unfinished -= 1
 
     @staticmethod

@@ -31,8 +31,12 @@ class Pools:
     """
 
     def __init__(self, max_workers: int | None, mp_context: str | None = None,
-                 supplied: Mapping[str, Executor] | None = None) -> None:
+                 supplied: Mapping[str, Executor] | None = None, *,
+                 bound_clusters: bool = True) -> None:
         self._max_workers = max_workers
+        # False when max_workers is only the default: a Dask cluster is then sized by its own
+        # threads (it never runs more at once), and only a value the user chose bounds it.
+        self._bound_clusters = bound_clusters
         self._mp_context = mp_context
         self._supplied = dict(supplied or {})
         self._thread: ThreadPoolExecutor | None = None
@@ -40,17 +44,44 @@ class Pools:
         self._lock = threading.Lock()
 
     def capacity(self, backend: str) -> int:
-        """How many attempts of ``backend`` may be in flight before the rest wait in line."""
+        """How many attempts of ``backend`` may be in flight before the rest wait in line.
+
+        A Dask cluster gets several per worker thread: with exactly one, each thread idles for
+        a whole round trip (its result back to us, the gather, the next attempt out through
+        the scheduler) between two tasks; with more already waiting at the scheduler the next
+        starts at once. Attempts with a timeout are held to :meth:`size` instead (see there).
+        """
         supplied = self._supplied.get(backend)
         if supplied is not None:
-            # Never more than the executor runs at once (see _size_of), nor than max_workers.
             size = _size_of(supplied)
-            return min(self._max_workers, size) if self._max_workers else size
+            if _is_dask(supplied):
+                size *= _DASK_DEPTH
+            return self._bounded_by_max_workers(backend, size)
         if backend == "thread":
             return self._max_workers or min(32, _cpus() + 4)
         if backend == "process":
             return self._max_workers or _cpus()
         return self._max_workers or 0  # 0: the asyncio backend is bounded only by max_workers
+
+    def size(self, backend: str) -> int:
+        """How many attempts of ``backend`` run at once: an attempt with a timeout goes out only
+        while fewer than this are in flight, so its clock never ticks in a queue inside the
+        executor (where a cancel could no longer be exact either)."""
+        supplied = self._supplied.get(backend)
+        if supplied is not None:
+            return self._bounded_by_max_workers(backend, _size_of(supplied))
+        return self.capacity(backend)
+
+    def bounded(self, backend: str) -> bool:
+        """Whether ``max_workers`` bounds ``backend``: always, except a Dask cluster when
+        max_workers is only the default."""
+        supplied = self._supplied.get(backend)
+        return self._bound_clusters or supplied is None or not _is_dask(supplied)
+
+    def _bounded_by_max_workers(self, backend: str, size: int) -> int:
+        if self._max_workers and self.bounded(backend):
+            return min(self._max_workers, size)
+        return size
 
     def get(self, backend: str) -> Executor:
         supplied = self._supplied.get(backend)
@@ -99,6 +130,16 @@ class Pools:
             thread.shutdown(wait=wait, cancel_futures=True)
         if process is not None:
             process.shutdown(wait=wait, cancel_futures=True)
+
+
+# Attempts in flight per Dask worker thread (see Pools.capacity).
+_DASK_DEPTH = 4
+
+
+def _is_dask(executor: Executor) -> bool:
+    """A dask.distributed ClientExecutor, recognised without importing Dask."""
+    return getattr(executor, "_client", None) is not None and \
+        type(executor).__module__.startswith("distributed")
 
 
 def _size_of(executor: Executor) -> int:

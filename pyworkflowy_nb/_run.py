@@ -71,12 +71,21 @@ R = TypeVar("R")
 _SCALARS = (int, float, str, bool, type(None))
 
 
+class _DefaultWorkers(int):
+    """The default ``max_workers`` (8, as in 0.1.0), told apart from an explicit 8: it bounds
+    the local lanes, while a Dask cluster is bounded by its own threads unless the user sets
+    ``max_workers`` (see :meth:`Pools.bounded`)."""
+
+
+DEFAULT_MAX_WORKERS = _DefaultWorkers(8)
+
+
 class TaskRunner:
     """Runs submitted tasks as a DAG on asyncio, with thread and process pools beside it."""
 
     def __init__(
         self,
-        max_workers: int | None = 8,
+        max_workers: int | None = DEFAULT_MAX_WORKERS,
         backend: str = "asyncio",
         on_task_error: str = "raise",
         checkpoint_path: str | os.PathLike[str] | None = None,
@@ -91,7 +100,8 @@ class TaskRunner:
         check_non_negative("max_workers", max_workers, integer=True, positive=True)
         check_at_most("max_workers", max_workers, MAX_WORKERS,
                       fix="leave it as None for the backend's default size")
-        self.max_workers = max_workers
+        explicit_workers = not isinstance(max_workers, _DefaultWorkers)
+        self.max_workers = None if max_workers is None else int(max_workers)
         # The process backend's start method; None keeps the platform default (fork on Linux
         # up to 3.13). "spawn" or "forkserver" are safer in processes with many threads.
         if mp_context is not None:
@@ -156,7 +166,8 @@ class TaskRunner:
         self.cache = store_for(cache)
         self._dispatch = Dispatcher(
             lock=self._lock, bus=self._bus,
-            pools=Pools(self.max_workers, self.mp_context, self.executors),
+            pools=Pools(self.max_workers, self.mp_context, self.executors,
+                        bound_clusters=explicit_workers),
             handles=self._handles, max_workers=self.max_workers,
             on_task_error=self.on_task_error, persistence=self._persist, owner=self,
             now=self._clock.time, cache=self.cache)
@@ -247,7 +258,9 @@ class TaskRunner:
                     checkpointer.check(arg, what=f"argument {name!r} of task {task.name!r}")
         if task_key is not None and (not isinstance(task_key, str) or not task_key):
             raise TypeError(f"task_key must be a non-empty string, got {task_key!r}")
-        if args or kwargs:
+        if (args or kwargs) and checkpointer is not None:
+            # Needed for the fingerprint; without a checkpoint only an unreadable key needs it
+            # (base_key encodes then), so readable scalar arguments are never encoded.
             encoded = encode_args(id_args, id_kwargs)
         dispatch = self._dispatch
         with self._lock:
@@ -546,6 +559,7 @@ class TaskRunner:
         self._closed = True
         self.stop()
         self._dispatch.pools.shutdown(wait=wait)
+        self._dispatch.gc_hold.give()
         if self._persist is not None and self._dispatch.run is None:
             self._persist.flush()
 

@@ -255,6 +255,52 @@ def test_max_workers_bounds_thread_tasks() -> None:
     assert gauge.peak == limit
 
 
+def test_inline_sync_tasks_share_one_slot_of_max_workers() -> None:
+    # Sync bodies on the loop run one at a time, so they need one slot between them: while two
+    # thread bodies hold both slots of max_workers=2 none may start, and no more than two
+    # bodies of either kind are ever inside at once.
+    gauge = Gauge()
+    limit = 2
+
+    @task(backend="thread")
+    def slow(i: int) -> int:
+        with gauge.inside():
+            for _ in range(int(HANG_GUARD / 0.001)):
+                if gauge.peak >= limit:
+                    break
+                threading.Event().wait(0.001)
+            threading.Event().wait(0.01)  # room for an over-admitted inline body to overlap
+        return i
+
+    @task
+    def quick(i: int) -> int:
+        with gauge.inside():
+            return i
+
+    with TaskRunner(max_workers=limit) as runner:
+        hs = [(slow if i % 5 == 0 else quick).submit(i) for i in range(40)]
+        assert runner.run().ok
+    assert [h.result() for h in hs] == list(range(40))
+    assert gauge.peak == limit
+
+
+def test_inline_sync_tasks_wait_as_ready_until_each_starts() -> None:
+    # A batch of inline bodies is taken at once, but each stays READY until it starts: a body
+    # sees itself as the only RUNNING handle, whatever max_workers is.
+    seen: list[int] = []
+    handles: list[Any] = []
+
+    @task
+    def look() -> None:
+        seen.append(sum(h.status is TaskStatus.RUNNING for h in handles))
+
+    for limit in (None, 8, 1):
+        with TaskRunner(max_workers=limit) as runner:
+            handles[:] = [look.submit() for _ in range(300)]
+            assert runner.run().ok
+    assert seen == [1] * 900
+
+
 def test_max_workers_bounds_process_tasks(tmp_path: Path) -> None:
     limit = 2
     with TaskRunner(max_workers=limit, backend="process") as runner:

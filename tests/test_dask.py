@@ -536,15 +536,61 @@ def test_a_cancelled_running_attempt_keeps_its_slot_until_the_body_ends(
     assert (tmp_path / "out-first").exists()  # the slot came back only after the body ended
 
 
-def test_the_dask_lane_is_sized_by_the_cluster_threads(client: Any, dask_ex: Executor) -> None:
-    # Sending more than the cluster can run would queue attempts inside Dask, where their
-    # timeouts would already tick; the runner keeps the rest in its own queue instead.
-    runner = TaskRunner(executors={"dask": dask_ex})
-    assert runner._dispatch.caps["dask"] == sum(client.nthreads().values())
-    # max_workers (8 by default) bounds it further, never raises it past the cluster's size.
-    assert TaskRunner(max_workers=1, executors={"dask": dask_ex})._dispatch.caps["dask"] == 1
+def test_the_dask_lane_keeps_more_attempts_out_than_the_cluster_has_threads(
+        client: Any, dask_ex: Executor) -> None:
+    # One attempt per thread would leave each thread idle for a round trip between tasks, so
+    # the lane keeps several per thread in flight; only a max_workers the user chose bounds it
+    # (the default 8 bounds the local lanes; the cluster never runs more than its threads).
+    threads = sum(client.nthreads().values())
+    default = TaskRunner(executors={"dask": dask_ex})._dispatch
+    assert default.caps["dask"] == 4 * threads
+    assert not default.counted["dask"] and default.counted["thread"]
     assert TaskRunner(max_workers=None, executors={"dask": dask_ex})._dispatch.caps["dask"] == \
-        sum(client.nthreads().values())
+        4 * threads
+    assert TaskRunner(max_workers=1, executors={"dask": dask_ex})._dispatch.caps["dask"] == 1
+    assert TaskRunner(max_workers=3, executors={"dask": dask_ex})._dispatch.caps["dask"] == 3
+    assert TaskRunner(max_workers=8, executors={"dask": dask_ex})._dispatch.counted["dask"]
+    # Attempts with a timeout are held to one per thread (see the test below).
+    assert default.sizes["dask"] == threads
+
+
+def test_queued_attempts_are_already_out_while_every_thread_is_busy(
+        tmp_path: Path, client: Any, dask_ex: Executor) -> None:
+    threads = sum(client.nthreads().values())
+    wait_until(lambda: not any(client.processing().values()), "the workers to be idle",
+               WORKER_GUARD)
+    runner = TaskRunner(backend="dask", executors={"dask": dask_ex})
+    with released(tmp_path):
+        hs = [runner.submit(blocker, str(tmp_path), f"b{i}") for i in range(3 * threads)]
+        future = runner.run_in_background()
+        wait_until(lambda: len(list(tmp_path.glob("in-*"))) == threads,
+                   "every worker thread to hold a body", WORKER_GUARD)
+        # The next attempts wait at Dask's scheduler, not behind a round trip through us.
+        assert runner._dispatch.inflight["dask"] == 3 * threads
+        assert all(h.status is TaskStatus.RUNNING for h in hs)
+    assert future.result(timeout=WORKER_GUARD).ok
+    assert sorted(h.result() for h in hs) == sorted(f"b{i}" for i in range(3 * threads))
+
+
+def test_an_attempt_with_a_timeout_waits_for_a_free_thread(
+        tmp_path: Path, client: Any, dask_ex: Executor) -> None:
+    # Its clock starts when it goes out: queued inside Dask it would tick before the body runs.
+    threads = sum(client.nthreads().values())
+    wait_until(lambda: not any(client.processing().values()), "the workers to be idle",
+               WORKER_GUARD)
+    timed = task(name="timed_touch", backend="dask", timeout=WORKER_GUARD)(touch_and_return)
+    runner = TaskRunner(backend="dask", executors={"dask": dask_ex})
+    with released(tmp_path) as release:
+        busy = [runner.submit(blocker, str(tmp_path), f"b{i}") for i in range(threads)]
+        h = runner.submit(timed, str(tmp_path), "timed")
+        future = runner.run_in_background()
+        wait_until(lambda: len(list(tmp_path.glob("in-*"))) == threads,
+                   "every worker thread to hold a body", WORKER_GUARD)
+        assert h.status is TaskStatus.READY
+        assert runner._dispatch.inflight["dask"] == threads
+        release.touch()
+        assert future.result(timeout=WORKER_GUARD).ok
+    assert h.result() == "timed" and all(b.done() for b in busy)
 
 
 def test_a_pure_dask_executor_is_refused(client: Any) -> None:

@@ -122,3 +122,54 @@ def test_any_submission_order_gives_the_same_keys(calls: list[tuple[str, Any]],
     shuffled = list(calls)
     rng.shuffle(shuffled)
     assert keys(calls) == keys(shuffled)
+
+
+# -- the hand-written encoder for scalar arguments ----------------------------------------------
+
+_scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.text(),
+                    st.floats(allow_nan=True, allow_infinity=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(args=st.lists(_scalar, max_size=5), kwargs=st.dictionaries(st.text(), _scalar, max_size=4))
+def test_the_scalar_fast_path_encodes_exactly_like_json(args: list[Any],
+                                                        kwargs: dict[str, Any]) -> None:
+    from pyworkflowy_nb._identity import _encode_general, encode_args
+
+    assert encode_args(tuple(args), kwargs) == _encode_general(tuple(args), kwargs)
+
+
+def test_non_scalar_arguments_take_the_general_encoder() -> None:
+    from pyworkflowy_nb._identity import _encode_general, _encode_scalars, encode_args
+
+    for args, kwargs in [((1, [2]), {}), ((), {"x": {"a": 1}}), ((1.5, (1,)), {}),
+                         ((1, object), {})]:
+        assert _encode_scalars(args, kwargs) is None
+        assert encode_args(args, kwargs) == _encode_general(args, kwargs)
+
+
+def test_keys_and_fingerprints_are_the_same_in_another_process() -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import json, tempfile, os\n"
+        "from pyworkflowy_nb import TaskRunner, task\n"
+        "t = task(name='enc')(lambda *a, **k: None)\n"
+        "r = TaskRunner(checkpoint_path=os.path.join(tempfile.mkdtemp(), 's.json'))\n"
+        "hs = [r.submit(t, 1, 'é', None, 2.5, float('nan')), r.submit(t, x=True, a='b' * 90),\n"
+        "      r.submit(t, [1, {'s': [3, 1]}, 2]), r.submit(t, 1, 'é', None, 2.5, float('nan'))]\n"
+        "print(json.dumps([[h.key, h.fingerprint] for h in hs]))\n")
+    root = Path(__file__).resolve().parent.parent
+    outputs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             env=env, timeout=120, check=True)
+        outputs.append(json.loads(out.stdout))
+    assert outputs[0] == outputs[1]
+    keys = [k for k, _ in outputs[0]]
+    assert keys[0] == "enc(1, 'é', None, 2.5, nan)" and keys[3] == keys[0] + "#2"
