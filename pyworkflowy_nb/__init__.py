@@ -19,6 +19,7 @@ from ._checkpoint import Checkpointer as Checkpointer
 from ._checkpoint import FileCheckpointer as FileCheckpointer
 from ._checkpoint import JSONCheckpointer as JSONCheckpointer
 from ._checkpoint import PickleCheckpointer as PickleCheckpointer
+from ._checkpoint import SignedCheckpointer as SignedCheckpointer
 from ._context import TaskContext as TaskContext
 from ._context import current_task as current_task
 from ._context import get_current_runner as get_current_runner
@@ -61,6 +62,7 @@ __all__ = [
     "PickleCheckpointer",
     "RetryExhaustedError",
     "RunResults",
+    "SignedCheckpointer",
     "Task",
     "TaskBase",
     "TaskCancelledError",

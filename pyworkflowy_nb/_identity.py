@@ -13,13 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+from collections.abc import Iterable
 from json.encoder import encode_basestring_ascii as _encode_str
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._handle import TaskHandle
 
-__all__ = ["args_digest", "base_key", "encode_args", "fingerprint", "scalar_json"]
+__all__ = ["args_digest", "base_key", "encode_args", "fingerprint", "scalar_json",
+           "task_fingerprint"]
 
 _SCALARS = (int, float, str, bool, type(None))
 _MAX_READABLE = 60
@@ -140,18 +142,30 @@ def base_key(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
     return f"{name}[{args_digest(encoded or encode_args(args, kwargs))}]"
 
 
+def _digest(name: str, version: str | None, encoded: bytes, parents: Iterable[str]) -> str:
+    parts = [b"wfy1", name.encode(), (version or "").encode(), encoded]
+    # Parent order in depends_on is incidental; sorting keeps the identity independent of it.
+    parts.extend(sorted(p.encode() for p in parents))
+    return hashlib.blake2b(b"\0".join(parts), digest_size=16).hexdigest()
+
+
 def _own_digest(handle: TaskHandle[Any], encoded: bytes | None = None) -> str:
     if encoded is None:
         args, kwargs = handle._refs or (handle.args, handle.kwargs)
         encoded = encode_args(args, kwargs)
-    parts = [b"wfy1", handle.name.encode(), (handle.task.version or "").encode(), encoded]
-    parents = handle.parents
-    if len(parents) == 1:  # the common case: no generator, no sort
-        parts.append((parents[0]._fingerprint or "").encode())
-    elif parents:
-        # Parent order in depends_on is incidental; sorting keeps the identity independent.
-        parts.extend(sorted([(p._fingerprint or "").encode() for p in parents]))
-    return hashlib.blake2b(b"\0".join(parts), digest_size=16).hexdigest()
+    return _digest(handle.name, handle.task.version, encoded,
+                   [p._fingerprint or "" for p in handle.parents])
+
+
+def task_fingerprint(name: str, *, version: str | None = None, args: tuple[Any, ...] = (),
+                     kwargs: dict[str, Any] | None = None, parents: Iterable[str] = ()) -> str:
+    """The fingerprint a submission of task ``name`` gets, computed without a runner.
+
+    ``version`` is the task's ``version=``, ``args``/``kwargs`` its arguments and ``parents``
+    the fingerprints of the handles it depends on (in any order). Together with the task key
+    it is what a checkpoint is matched against (see :func:`pyworkflowy_nb.resume.restorable`).
+    """
+    return _digest(name, version, encode_args(args, kwargs or {}), parents)
 
 
 def fingerprint(handle: TaskHandle[Any], encoded: bytes | None = None) -> str:

@@ -26,9 +26,22 @@ from ._handle import TaskHandle, TaskStatus
 from ._records import STATE_VERSION, Record, state_entry
 from ._writer import CheckpointWriter
 
-__all__ = ["Persistence"]
+__all__ = ["Persistence", "restorable"]
 
 _COMPLETED = TaskStatus.COMPLETED
+
+
+def restorable(records: Mapping[str, Record], key: str, fingerprint: str | None
+               ) -> Record | None:
+    """The record a resume would restore for the task ``key`` with ``fingerprint``, or None.
+
+    Only a completed record whose fingerprint matches counts: the same key with other inputs
+    or code must run again. ``records`` are a checkpoint's, as ``read_records()`` returns them.
+    """
+    rec = records.get(key)
+    if rec is None or rec.get("status") != "completed" or rec.get("fingerprint") != fingerprint:
+        return None
+    return rec
 
 
 class Persistence:
@@ -51,11 +64,9 @@ class Persistence:
         restored = self.restored
         if not restored:
             return False
-        rec = restored.get(h.key)
-        if rec is None or rec.get("status") != "completed":
+        rec = restorable(restored, h.key, h.fingerprint)
+        if rec is None:
             return False
-        if rec.get("fingerprint") != h.fingerprint:
-            return False  # same key, different inputs or code: it must run again
         h.status = _COMPLETED
         h._value = rec.get("value")
         h.attempts = rec["attempts"]  # records are validated when they are read

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -26,6 +26,8 @@ __all__ = [
     "RetryPolicy",
     "check_choice",
     "check_non_negative",
+    "close_matches",
+    "did_you_mean",
 ]
 
 # The option strings as Literal types (pyWorkflowy 0.1.0 exports the first three), for users'
@@ -43,17 +45,30 @@ DEP_POLICIES: tuple[str, ...] = get_args(DepFailurePolicy)
 ON_TASK_ERROR: tuple[str, ...] = get_args(OnTaskError)
 
 
+def close_matches(word: str, choices: Iterable[str], n: int = 1, cutoff: float = 0.6
+                  ) -> list[str]:
+    """The (at most ``n``) ``choices`` that look most like ``word``, best first."""
+    return difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)
+
+
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the choice nearest ``word``; empty when none is near.
+
+    The one way every "unknown name" message of the engine and the notebook layer suggests a
+    fix, so they all read alike.
+    """
+    if not isinstance(word, str):
+        return ""
+    close = close_matches(word, choices)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def check_choice(what: str, value: object, choices: Sequence[str]) -> str:
     """Return ``value`` if it is one of ``choices``; otherwise a ValueError that lists them."""
     if isinstance(value, str) and value in choices:
         return value
     listed = ", ".join(repr(c) for c in choices)
-    hint = ""
-    if isinstance(value, str):
-        close = difflib.get_close_matches(value, choices, n=1)
-        if close:
-            hint = f" (did you mean {close[0]!r}?)"
-    raise ValueError(f"unknown {what} {value!r}{hint}: use one of {listed}")
+    raise ValueError(f"unknown {what} {value!r}{did_you_mean(value, choices)}: use one of {listed}")
 
 
 def check_non_negative(what: str, value: float | None, *, integer: bool = False,

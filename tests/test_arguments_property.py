@@ -30,6 +30,7 @@ from IPython.core.error import UsageError
 
 from pyworkflowy_nb import EventLog, TaskBase, TaskRunner, task
 from pyworkflowy_nb._policy import RetryPolicy
+from pyworkflowy_nb.notebook import SessionError
 from pyworkflowy_nb.notebook._magics import WorkflowMagics, parse_argstring
 from pyworkflowy_nb.schedule import CronExpression, Scheduler, SystemClock, parse_cron
 from pyworkflowy_nb.testing import MockClock
@@ -535,5 +536,5 @@ def test_magics_refuse_what_the_engine_refuses(magics: WorkflowMagics, tmp_path:
         parse_argstring(magics.wfy_run, f"--max-workers {10**400}")
     with pytest.raises(UsageError, match="is a directory"):
         magics.wfy_config(f"--checkpoint {tmp_path}")
-    with pytest.raises(UsageError, match="--timeout must be a finite number"):
+    with pytest.raises(SessionError, match="--timeout must be a finite number"):
         magics.session.define("a", "1", timeout=math.inf)

@@ -26,15 +26,14 @@ import pandas as pd
 import pytest
 from engine_helpers import cell_namespace
 
-from pyworkflowy_nb import TaskRunner, task
+from pyworkflowy_nb import TaskRunner, _keys, task
 from pyworkflowy_nb._checkpoint import _manifest_bytes
+from pyworkflowy_nb._keys import KEY_ENV_VAR, load_or_create_key
 from pyworkflowy_nb.exceptions import CheckpointError
-from pyworkflowy_nb.notebook import _keys
 from pyworkflowy_nb.notebook._checkpoint import (
     CloudpickleCheckpointer,
     environment_versions,
 )
-from pyworkflowy_nb.notebook._keys import KEY_ENV_VAR, load_or_create_key
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_A = b"A" * 32

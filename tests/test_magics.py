@@ -13,6 +13,7 @@ from engine_helpers import wait_until
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
+from pyworkflowy_nb.display import format_duration
 from pyworkflowy_nb.notebook import Session
 from pyworkflowy_nb.notebook._magics import WorkflowMagics
 
@@ -112,6 +113,9 @@ def test_status_and_reset(ip: InteractiveShell, capsys: pytest.CaptureFixture[st
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["task", "after", "backend", "status"]
     assert lines[1].split()[:4] == ["a", "-", "thread", "completed"]
+    # The duration in the words of the widget and the static picture (one formatter).
+    took = magics_session(ip).results["a"].duration
+    assert took is not None and f"  {format_duration(took)}  " in lines[1]
     assert lines[2].split()[:5] == ["b", "a", "asyncio", "not", "run"]
     ip.run_line_magic("wfy_reset", "a")
     assert list(magics_session(ip).tasks) == ["b"]

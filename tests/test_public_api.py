@@ -37,6 +37,8 @@ EXPECTED = {
     "FileCheckpointer": (_checkpoint.FileCheckpointer, "abc"),
     "JSONCheckpointer": (_checkpoint.JSONCheckpointer, "checkpointer"),
     "PickleCheckpointer": (_checkpoint.PickleCheckpointer, "checkpointer"),
+    # The signed-pickle base a codec subclasses (the notebook's cloudpickle checkpointer).
+    "SignedCheckpointer": (_checkpoint.SignedCheckpointer, "abc"),
     "load_ipython_extension": (None, "function"),
     "unload_ipython_extension": (None, "function"),
     # pyWorkflowy 0.1.0 exports its option Literal types and the seven errors at the top level.

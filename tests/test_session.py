@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from engine_helpers import wait_until
-from IPython.core.error import UsageError
 
 from pyworkflowy_nb import TaskStatus
 from pyworkflowy_nb.exceptions import (
@@ -18,12 +17,14 @@ from pyworkflowy_nb.exceptions import (
     DependencyFailedError,
     TaskTimeoutError,
 )
-from pyworkflowy_nb.notebook import Session
-from pyworkflowy_nb.notebook._session import (
+from pyworkflowy_nb.notebook import (
+    Run,
+    RunInProgressError,
+    Session,
     SessionCycleError,
-    cell_version,
-    default_checkpoint_path,
+    SessionError,
 )
+from pyworkflowy_nb.notebook._session import cell_version, default_checkpoint_path
 
 
 @pytest.fixture
@@ -45,19 +46,20 @@ def test_plan_is_topological_with_definition_order_for_ties(session: Session) ->
 
 
 def test_bad_names_are_usage_errors_that_suggest_a_fix(session: Session) -> None:
-    with pytest.raises(UsageError, match=r"'my-task' is not a valid Python identifier.*'my_task'"):
+    with pytest.raises(SessionError,
+                       match=r"'my-task' is not a valid Python identifier.*'my_task'"):
         session.define("my-task", "1")
-    with pytest.raises(UsageError, match="'class'"):
+    with pytest.raises(SessionError, match="'class'"):
         session.define("class", "1")
-    with pytest.raises(UsageError, match=r"--after task name '2x'"):
+    with pytest.raises(SessionError, match=r"--after task name '2x'"):
         session.define("ok", "1", after=["2x"])
-    with pytest.raises(UsageError, match=r"separated by spaces, not commas: write --after a b"):
+    with pytest.raises(SessionError, match=r"separated by spaces, not commas: write --after a b"):
         session.define("ok", "1", after=["a,b"])
 
 
 def test_after_may_name_a_task_defined_later_but_a_run_needs_it(session: Session) -> None:
     session.define("child", "parent + 1", after=["parent"])
-    with pytest.raises(UsageError, match=r"'child' runs --after 'parent', which is not defined"):
+    with pytest.raises(SessionError, match=r"'child' runs --after 'parent', which is not defined"):
         session.plan()
     session.define("parent", "41")
     session.run()
@@ -70,7 +72,7 @@ def test_cycles_are_refused_and_the_old_definition_kept(session: Session) -> Non
     session.define("c", "b", after=["b"])
     with pytest.raises(SessionCycleError) as info:
         session.define("a", "c", after=["c"])
-    assert isinstance(info.value, CycleError) and isinstance(info.value, UsageError)
+    assert isinstance(info.value, CycleError) and isinstance(info.value, SessionError)
     assert info.value.cycle == ("a", "c", "b", "a")
     assert session.tasks["a"].after == ()  # the previous definition stays
     with pytest.raises(SessionCycleError, match="cannot run --after itself"):
@@ -93,18 +95,18 @@ def test_version_ignores_line_endings_and_trailing_blanks_only() -> None:
 
 
 def test_bad_options(session: Session) -> None:
-    with pytest.raises(UsageError, match=r"unknown --backend 'thraed' \(did you mean 'thread'"):
+    with pytest.raises(SessionError, match=r"unknown --backend 'thraed' \(did you mean 'thread'"):
         session.define("a", "1", backend="thraed")
-    with pytest.raises(UsageError, match="top-level await, which needs --backend asyncio"):
+    with pytest.raises(SessionError, match="top-level await, which needs --backend asyncio"):
         session.define("a", "import asyncio\nawait asyncio.sleep(0)", backend="thread")
-    with pytest.raises(UsageError, match="--retries"):
+    with pytest.raises(SessionError, match="--retries"):
         session.define("a", "1", retries=-1)
-    with pytest.raises(UsageError, match="--timeout"):
+    with pytest.raises(SessionError, match="--timeout"):
         session.define("a", "1", timeout=0)
-    with pytest.raises(UsageError, match="no tasks are defined yet"):
+    with pytest.raises(SessionError, match="no tasks are defined yet"):
         session.plan()
     session.define("a", "1")
-    with pytest.raises(UsageError, match=r"unknown task 'b'"):
+    with pytest.raises(SessionError, match=r"unknown task 'b'"):
         session.plan(["b"])
 
 
@@ -230,7 +232,7 @@ def test_forget(session: Session) -> None:
     session.define("b", "2")
     assert session.forget(["a"]) == ["a"]
     assert list(session.tasks) == ["b"]
-    with pytest.raises(UsageError, match="unknown task 'zz'"):
+    with pytest.raises(SessionError, match="unknown task 'zz'"):
         session.forget(["zz"])
     assert session.forget() == ["b"]
     assert session.tasks == {}
@@ -242,7 +244,7 @@ def test_a_background_run_blocks_a_second_run_until_done(session: Session) -> No
     session.define("wait", "gate.wait(60)\n'done'")
     run = session.start(session.build(), background=True)
     try:
-        with pytest.raises(UsageError, match="still going"):
+        with pytest.raises(RunInProgressError, match="still going"):
             session.check_idle()
     finally:
         gate.set()
@@ -250,6 +252,32 @@ def test_a_background_run_blocks_a_second_run_until_done(session: Session) -> No
     assert run.future.result(timeout=60).ok
     wait_until(lambda: session.user_ns.get("wait") == "done", "the background result")
     session.check_idle()
+
+
+def test_a_run_owns_start_wait_and_cancel(session: Session) -> None:
+    gate = threading.Event()
+    session.user_ns["gate"] = gate
+    session.define("held", "gate.wait(60)\n'released'")
+    run = session.start(session.build(), background=True)
+    assert isinstance(run, Run) and run.started
+    with pytest.raises(TimeoutError, match=r"still going after 0\.05 s"):
+        run.wait(timeout=0.05)
+    with pytest.raises(RuntimeError, match="started already"):
+        run.start()
+    gate.set()
+    results = run.wait()
+    assert results.ok and results["held"].value == "released" and run.done
+    assert run.cancel() is False  # nothing left to cancel
+    assert session.wait_for_run() is results
+    # Never started: wait() runs it here; a cancelled one ends with its tasks cancelled.
+    blocking = session.build()
+    assert not blocking.started and blocking.wait()["held"].value == "released"
+    gate.clear()
+    stopped = session.start(session.build(restore=False), background=True)
+    wait_until(lambda: stopped.handles["held"].status.value == "running", "held to start")
+    assert stopped.cancel() is True
+    gate.set()
+    assert stopped.wait(timeout=60)["held"].status.value == "cancelled"
 
 
 # -- checkpoints (issue 5) ---------------------------------------------------------------------

@@ -23,7 +23,11 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from ._exceptions import RunInProgressError as RunInProgressError
+from ._exceptions import SessionCycleError as SessionCycleError
+from ._exceptions import SessionError as SessionError
 from ._loop import enable_nest_asyncio as enable_nest_asyncio
+from ._runs import Run as Run
 from ._session import Session as Session
 
 if TYPE_CHECKING:
@@ -33,8 +37,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CloudpickleCheckpointer",
+    "Run",
+    "RunInProgressError",
     "RunnerWidget",
     "Session",
+    "SessionCycleError",
+    "SessionError",
     "enable_nest_asyncio",
     "get_session",
     "load_ipython_extension",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import difflib
 import hashlib
 import inspect
 import keyword
@@ -13,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from IPython.core.error import UsageError
+from ..validation import did_you_mean
+from ._exceptions import SessionError
 
 __all__ = [
     "BACKEND_CHOICES",
@@ -36,12 +36,12 @@ _CO_COROUTINE = inspect.CO_COROUTINE
 
 
 def check_name(name: str, what: str = "task name") -> str:
-    """Return ``name`` if it can be bound in the namespace; otherwise a UsageError saying why."""
+    """Return ``name`` if it can be bound in the namespace; otherwise a SessionError saying why."""
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         suggestion = "".join(c if c.isalnum() or c == "_" else "_" for c in str(name)) or "result"
         if suggestion[0].isdigit() or keyword.iskeyword(suggestion):
             suggestion = f"t_{suggestion}"
-        raise UsageError(
+        raise SessionError(
             f"{what} {name!r} is not a valid Python identifier, and results are stored in the "
             f"namespace under the task's name; use something like {suggestion!r}"
         )
@@ -114,13 +114,12 @@ def resolve_backend(name: str, backend: str | None, is_async: bool) -> str:
     if backend is None:
         return "asyncio" if is_async else "thread"
     if backend not in BACKEND_CHOICES:
-        close = difflib.get_close_matches(backend, BACKEND_CHOICES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UsageError(
-            f"unknown --backend {backend!r}{hint}; use one of {', '.join(BACKEND_CHOICES)}"
+        raise SessionError(
+            f"unknown --backend {backend!r}{did_you_mean(backend, BACKEND_CHOICES)}; use one of "
+            f"{', '.join(BACKEND_CHOICES)}"
         )
     if is_async and backend != "asyncio":
-        raise UsageError(
+        raise SessionError(
             f"task {name!r} uses top-level await, which needs --backend asyncio "
             f"(got {backend!r}); drop the await or the --backend option"
         )
@@ -128,7 +127,7 @@ def resolve_backend(name: str, backend: str | None, is_async: bool) -> str:
         try:
             import cloudpickle  # noqa: F401
         except ImportError as exc:  # pragma: no cover - cloudpickle is a dependency
-            raise UsageError(
+            raise SessionError(
                 f"--backend {backend} needs cloudpickle to ship the cell to a worker: "
                 "`pip install cloudpickle`, or use --backend thread"
             ) from exc

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import cloudpickle
 
-from .._checkpoint import SignedCheckpointer
+from .. import SignedCheckpointer
 from ..exceptions import CheckpointError
 from ._fingerprint import code_fingerprint
 

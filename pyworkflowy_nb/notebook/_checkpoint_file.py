@@ -12,19 +12,16 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from IPython.core.error import UsageError
-
-from .._checkpoint import Checkpointer
-from .._records import state_from_records
-from ..exceptions import CheckpointError
+from ._exceptions import SessionError
 
 if TYPE_CHECKING:
-    from .._checkpoint import FileCheckpointer
-    from .._records import Record
+    from .. import FileCheckpointer
+
+#: One stored record (see FileCheckpointer.read_records): "status", "value", "fingerprint"...
+Record = dict[str, Any]
 
 __all__ = [
     "CheckpointFile",
-    "Preloaded",
     "default_checkpoint_path",
     "is_kernel_shell",
     "notebook_path",
@@ -91,7 +88,7 @@ class CheckpointFile:
         elif isinstance(checkpoint, str | os.PathLike) and os.fspath(checkpoint):
             path = Path(checkpoint).expanduser().absolute()
         else:
-            raise UsageError(
+            raise SessionError(
                 f"checkpoint must be a file path, True (the notebook's default file) or False "
                 f"(off), got {checkpoint!r}"
             )
@@ -172,16 +169,3 @@ def _journals(path: Path) -> list[Path]:
     except OSError:
         return []
     return [folder / n for n in names if n.startswith("journal-")]
-
-
-class Preloaded(Checkpointer):
-    """Hands already-loaded records to ``TaskRunner.resume``; never written to."""
-
-    def __init__(self, records: dict[str, Record]) -> None:
-        self._records = records
-
-    def load(self) -> dict[str, Any]:
-        return state_from_records(self._records.values())
-
-    def save(self, records: Any) -> None:  # pragma: no cover - a priming runner never runs
-        raise CheckpointError("the priming runner never saves")

@@ -26,7 +26,7 @@ import threading
 from concurrent.futures import Executor
 from typing import Any
 
-from IPython.core.error import UsageError
+from ._exceptions import SessionError
 
 __all__ = ["DaskLane"]
 
@@ -37,7 +37,7 @@ def _distributed() -> Any:
     try:
         import distributed
     except ImportError as exc:
-        raise UsageError(f"--backend dask needs Dask's distributed scheduler: {_INSTALL}, "
+        raise SessionError(f"--backend dask needs Dask's distributed scheduler: {_INSTALL}, "
                          "then restart the kernel") from exc
     return distributed
 
@@ -54,7 +54,7 @@ class DaskLane:
         """Send dask cells to ``address`` (connecting now, so a typo shows at once), or, with
         None, to the notebook's own client again."""
         if address is not None and (not isinstance(address, str) or not address.strip()):
-            raise UsageError(f"--dask needs a scheduler address such as tcp://host:8786, "
+            raise SessionError(f"--dask needs a scheduler address such as tcp://host:8786, "
                              f"got {address!r}")
         with self._lock:
             old, self._client, self.address = self._client, None, None
@@ -66,13 +66,13 @@ class DaskLane:
         try:
             client = distributed.Client(address, timeout="10s", set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise UsageError(f"could not reach a Dask scheduler at {address!r} ({exc}); check "
+            raise SessionError(f"could not reach a Dask scheduler at {address!r} ({exc}); check "
                              "the address (e.g. tcp://127.0.0.1:8786) and that it runs") from None
         with self._lock:
             self._client, self.address = client, address
 
     def client(self) -> Any:
-        """The client dask cells use now; a UsageError saying how to get one if there is none."""
+        """The client dask cells use now; a SessionError saying how to get one if there is none."""
         with self._lock:
             if self._client is not None:
                 return self._client
@@ -80,7 +80,7 @@ class DaskLane:
         try:
             return distributed.get_client()
         except ValueError:
-            raise UsageError(
+            raise SessionError(
                 "a --backend dask cell needs a Dask cluster: create one in the notebook "
                 "(from distributed import Client; client = Client()) or point the session at "
                 "one with %wfy_config --dask ADDRESS"

@@ -30,7 +30,7 @@ import subprocess
 from collections import Counter
 from collections.abc import Sequence
 
-from .._html import (
+from ..display import (
     STATE_STYLES,
     STATES,
     NodeSnapshot,

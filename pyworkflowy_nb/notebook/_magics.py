@@ -1,17 +1,19 @@
 """The IPython magics: ``%%task``, ``%wfy_run``, ``%wfy_schedule``, ``%wfy_status`` and friends.
 
-The magics only parse arguments, talk to the :class:`~._session.Session` and print; every
-decision about the DAG lives in the session, so it can be tested without a kernel. Arguments are
-parsed with IPython's ``magic_arguments`` (``%wfy_run?`` shows the usage), and every user mistake
-(a bad name, number, backend, an unknown task, a cycle) is a ``UsageError``, which IPython shows
-as one line instead of a traceback.
+The magics are the interface over the model, :class:`~._session.Session`: they parse arguments,
+call the session and print; every decision about the DAG lives in the session, so it can be
+tested without a kernel. Arguments are parsed with IPython's ``magic_arguments`` (``%wfy_run?``
+shows the usage). The session raises :class:`~._exceptions.SessionError` for user mistakes (a bad
+name, number, backend, an unknown task, a cycle); one decorator, :func:`_session_errors` on
+every magic, turns them into ``UsageError``, which IPython shows as one line instead of a
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
+import functools
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -22,18 +24,26 @@ from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
 
-from .._arguments import MAX_WORKERS, MIN_INTERVAL, seconds_ok, seconds_range, show
 from ..exceptions import CheckpointError, DependencyFailedError
+from ..validation import (
+    MAX_WORKERS,
+    MIN_INTERVAL,
+    close_matches,
+    seconds_ok,
+    seconds_range,
+    show,
+)
 from ._cells import check_name
+from ._exceptions import SessionError
 from ._loop import ParentPin
-from ._plan import SessionCycleError, undefined_after
+from ._plan import undefined_after
 from ._run_view import RunView, finish_view, show_run, watch_background
 from ._session import Run, Session
-from ._tables import table, timestamp
+from ._tables import config_lines, status_rows, table, timestamp
 from ._tracebacks import user_traceback
 
 if TYPE_CHECKING:
-    from .._handle import RunResults
+    from .. import RunResults
 
 __all__ = ["WorkflowMagics"]
 
@@ -89,8 +99,7 @@ def _explain_unrecognized(magic: Callable[..., Any], message: str) -> str:
         if not word.startswith("-") or word in known:
             continue
         flag = word.split("=", 1)[0]
-        near = [o for o in known if o.startswith(flag)] or difflib.get_close_matches(
-            flag, known, n=1, cutoff=0.6)
+        near = [o for o in known if o.startswith(flag)] or close_matches(flag, known)
         hint = f"did you mean {near[0]}? " if near else ""
         return f"{usage} has no option {flag}: {hint}`{usage}?` lists the options"
     return f"{usage}: {message} (`{usage}?` lists what it takes)"
@@ -141,13 +150,18 @@ _seconds = _seconds_at_least(0.0, above=True)
 _interval = _seconds_at_least(MIN_INTERVAL, above=False)
 
 
-@contextlib.contextmanager
-def _as_usage_error() -> Iterator[None]:
-    # IPython prints the one-line form only for UsageError itself, not for subclasses.
-    try:
-        yield
-    except SessionCycleError as exc:
-        raise UsageError(str(exc)) from None
+def _session_errors(magic: F) -> F:
+    """The magic's session errors as ``UsageError``: IPython prints those as one line (only
+    UsageError itself, not subclasses, hence a new exception rather than a subclass)."""
+
+    @functools.wraps(magic)
+    def translated(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return magic(*args, **kwargs)
+        except SessionError as exc:
+            raise UsageError(str(exc)) from None
+
+    return cast(F, translated)
 
 
 @contextlib.contextmanager
@@ -206,6 +220,7 @@ class WorkflowMagics(Magics):
         "--dask); for the last two the cell and the values it uses are sent with cloudpickle",
     )
     @cell_magic
+    @_session_errors
     def task(self, line: str, cell: str | None = None) -> None:
         """Define a task of the session DAG whose body is this cell; it is not run yet.
 
@@ -221,13 +236,14 @@ class WorkflowMagics(Magics):
                 f"the %%task line (it is a cell magic, written with two %)"
             )
         session = self.session
-        with _as_usage_error():
-            session.define(
-                args.name, cell, after=args.after, retries=args.retries, timeout=args.timeout,
-                backend=args.backend, cache=args.cache,
-            )
+        session.define(
+            args.name, cell, after=args.after, retries=args.retries, timeout=args.timeout,
+            backend=args.backend, cache=args.cache,
+        )
         for note in undefined_after(session.tasks, args.name):
             print(f"wfy: warning: {note}", file=sys.stderr)
+        if session.last_prime_error is not None:
+            print(f"wfy: results were not restored: {session.last_prime_error}", file=sys.stderr)
         if session.last_primed:
             print(f"wfy: restored {', '.join(session.last_primed)} from the checkpoint "
                   "(not run; the cell's code is unchanged)")
@@ -249,6 +265,7 @@ class WorkflowMagics(Magics):
               help="run every needed task even if the checkpoint holds its result (the new "
               "results replace the stored ones)")
     @line_magic
+    @_session_errors
     def wfy_run(self, line: str) -> None:
         """Run the session DAG, or the named tasks and their upstream, on a fresh runner.
 
@@ -263,7 +280,7 @@ class WorkflowMagics(Magics):
         session.check_idle()
         # A blocking run holds this cell; whatever its threads send must carry its header.
         pin = None if args.background else ParentPin.capture()
-        with _as_usage_error(), _checkpoint_trouble(session):
+        with _checkpoint_trouble(session):
             run = session.build(
                 args.names or None,
                 max_workers=args.max_workers,
@@ -298,6 +315,7 @@ class WorkflowMagics(Magics):
     @argument("--raise", dest="raise_", action="store_true",
               help="make the cell fail with the first task error (for notebook tests)")
     @line_magic
+    @_session_errors
     def wfy_wait(self, line: str) -> None:
         """Wait for the latest run (one started with %wfy_run --background) to end.
 
@@ -323,6 +341,7 @@ class WorkflowMagics(Magics):
     @argument("rest", nargs=argparse.REMAINDER, metavar="...",
               help="every SECONDS NAME...; cron \"EXPR\" NAME...; list; stop [NAME...]")
     @line_magic
+    @_session_errors
     def wfy_schedule(self, line: str) -> None:
         """Run tasks (with their upstream) periodically in the background.
 
@@ -338,8 +357,7 @@ class WorkflowMagics(Magics):
         checkpoint) and stores fresh results in the namespace.
         """
         args = parse_argstring(self.wfy_schedule, line)
-        with _as_usage_error():
-            self._schedule(args.action, [_unquote(x) for x in args.rest])
+        self._schedule(args.action, [_unquote(x) for x in args.rest])
 
     def _schedule(self, action: str, rest: list[str]) -> None:
         book = self.session.schedules
@@ -379,11 +397,12 @@ class WorkflowMagics(Magics):
 
     @magic_arguments()
     @line_magic
+    @_session_errors
     def wfy_status(self, line: str) -> None:
         """Show the session's tasks, their latest outcome, the current run and schedules."""
         parse_argstring(self.wfy_status, line)
         session = self.session
-        rows = session.status_rows()
+        rows = status_rows(session)
         print(table(rows) if rows else "wfy: no tasks defined yet (write a `%%task NAME` cell)")
         run = session.last_run
         if run is not None and not run.done:
@@ -392,7 +411,7 @@ class WorkflowMagics(Magics):
         schedules = session.schedules.rows()
         if schedules:
             print(f"wfy: {len(schedules)} schedule(s) active (%wfy_schedule list)")
-        for text in session.describe_config():
+        for text in config_lines(session):
             print(f"wfy: {text}")
 
     @magic_arguments()
@@ -401,6 +420,7 @@ class WorkflowMagics(Magics):
     @argument("--checkpoint", action="store_true",
               help="also delete the session's checkpoint, so every task runs again")
     @line_magic
+    @_session_errors
     def wfy_reset(self, line: str) -> None:
         """Forget task definitions (their values stay in the namespace).
 
@@ -434,6 +454,7 @@ class WorkflowMagics(Magics):
               help="run --backend dask cells on the Dask scheduler at ADDRESS (default: the "
               "distributed.Client made in the notebook)")
     @line_magic
+    @_session_errors
     def wfy_config(self, line: str) -> None:
         """Show or change the session's settings (checkpoint file, default max workers)."""
         args = parse_argstring(self.wfy_config, line)
@@ -453,11 +474,12 @@ class WorkflowMagics(Magics):
             session.max_workers = args.max_workers
         if args.dask is not None:
             session.dask.configure(_unquote(args.dask))
-        for text in session.describe_config():
+        for text in config_lines(session):
             print(f"wfy: {text}")
 
     @magic_arguments()
     @line_magic
+    @_session_errors
     def wfy_cancel(self, line: str) -> None:
         """Cancel the run that is going (e.g. one started with %wfy_run --background)."""
         parse_argstring(self.wfy_cancel, line)

@@ -6,13 +6,12 @@ the snapshot under its lock and decides nothing here.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 
-from IPython.core.error import UsageError
-
-from ..exceptions import CycleError
+from ..validation import close_matches, did_you_mean
 from ._cells import CellTask
+from ._exceptions import SessionCycleError as SessionCycleError
+from ._exceptions import SessionError
 
 __all__ = [
     "SessionCycleError",
@@ -27,20 +26,15 @@ __all__ = [
 _NO_TASKS = "no tasks are defined yet: write a cell that starts with `%%task NAME`"
 
 
-class SessionCycleError(CycleError, UsageError):
-    """An ``--after`` edge would close a loop; shown by IPython without a traceback."""
-
-
 def unknown_task(tasks: Mapping[str, CellTask], name: str, needed_by: str | None = None
                  ) -> str:
     """The message for a task ``name`` that is not among ``tasks``, with a likely fix."""
     known = list(tasks)
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(name, known)
     listed = ", ".join(known) if known else "none yet"
     if needed_by is not None:
         # A near miss is a typo in the --after line; no near name means a cell not run yet.
-        fix = (f"fix the name on the `%%task {needed_by}` line" if close
+        fix = (f"fix the name on the `%%task {needed_by}` line" if hint
                else f"run the `%%task {name}` cell first")
         return (
             f"task {needed_by!r} runs --after {name!r}, which is not defined{hint}: {fix} "
@@ -56,7 +50,7 @@ def undefined_after(tasks: Mapping[str, CellTask], name: str) -> list[str]:
     for parent in cell.after:
         if parent in tasks:
             continue
-        close = difflib.get_close_matches(parent, [n for n in tasks if n != name], n=3)
+        close = close_matches(parent, [n for n in tasks if n != name], n=3)
         if close:
             names = " or ".join(repr(c) for c in close)
             notes.append(
@@ -77,11 +71,11 @@ def plan(tasks: Mapping[str, CellTask], names: Sequence[str] | None = None) -> l
     Ties are broken by definition order, so a plan is deterministic.
     """
     if not tasks:
-        raise UsageError(_NO_TASKS)
+        raise SessionError(_NO_TASKS)
     targets = list(names) if names else list(tasks)
     for n in targets:
         if n not in tasks:
-            raise UsageError(unknown_task(tasks, n))
+            raise SessionError(unknown_task(tasks, n))
     needed: set[str] = set()
     stack = list(targets)
     while stack:
@@ -91,7 +85,7 @@ def plan(tasks: Mapping[str, CellTask], names: Sequence[str] | None = None) -> l
         needed.add(n)
         for parent in tasks[n].after:
             if parent not in tasks:
-                raise UsageError(unknown_task(tasks, parent, needed_by=n))
+                raise SessionError(unknown_task(tasks, parent, needed_by=n))
             stack.append(parent)
     order = [n for n in tasks if n in needed]
     position = {n: i for i, n in enumerate(order)}

@@ -24,7 +24,7 @@ import time
 import weakref
 from typing import Any
 
-from .._html import snapshot_handles
+from ..display import snapshot_handles
 from . import _static
 from ._loop import ParentPin
 

@@ -6,14 +6,13 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from IPython.core.error import UsageError
-
-from .._task import Task
+from .. import Task
 from ._cells import check_name
+from ._exceptions import SessionError
 from ._tables import timestamp
 
 if TYPE_CHECKING:
-    from .._run import TaskRunner
+    from .. import TaskRunner
     from ..schedule import Job, Scheduler
     from ._session import Session
 
@@ -49,7 +48,7 @@ class ScheduleBook:
         self._entries: list[_Scheduled] = []
 
     def _ensure_started(self) -> Scheduler:
-        from .._run import TaskRunner
+        from .. import TaskRunner
         from ..schedule import Scheduler
 
         if self._scheduler is None:
@@ -85,7 +84,7 @@ class ScheduleBook:
     def _add(self, names: Sequence[str], make_job: Callable[[Scheduler, Task[[], str]], Job]
              ) -> Job:
         if not names:
-            raise UsageError("name at least one task to schedule")
+            raise SessionError("name at least one task to schedule")
         for n in names:
             check_name(n)
         self._session.plan(names)  # unknown names and missing upstream fail now, not later
@@ -103,12 +102,12 @@ class ScheduleBook:
 
     def cron(self, expression: str, names: Sequence[str]) -> Job:
         """Fire ``names`` (and their upstream) on a five-field cron expression."""
-        from .._cron import parse_cron
+        from ..schedule import parse_cron
 
         try:
             parse_cron(expression)
         except ValueError as exc:
-            raise UsageError(f"bad cron expression {expression!r}: {exc}") from None
+            raise SessionError(f"bad cron expression {expression!r}: {exc}") from None
         label = " ".join(names)
         return self._add(names, lambda s, t: s.cron(expression, name=label).do(t))
 
@@ -122,7 +121,7 @@ class ScheduleBook:
                 for n in names:
                     if n not in scheduled:
                         listed = ", ".join(sorted(scheduled)) or "nothing is scheduled"
-                        raise UsageError(f"no schedule fires {n!r} (scheduled: {listed})")
+                        raise SessionError(f"no schedule fires {n!r} (scheduled: {listed})")
                 chosen = [e for e in self._entries if set(e.names) & set(names)]
             for entry in chosen:
                 if entry.job is not None:

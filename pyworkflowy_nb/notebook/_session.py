@@ -1,79 +1,58 @@
-"""The notebook session: named cell-tasks, their ``--after`` edges, and one fresh runner per run.
+"""The notebook session, the model of the notebook layer: definitions, plans, runs, results.
 
 Design decisions:
-- A ``%%task`` cell only *defines* a node. The session keeps the definitions (source, compiled
-  code, options) and builds a brand-new ``TaskRunner`` for every run, submitting the needed
-  nodes in topological order. Nothing of a run survives into the next one except results (in
-  the user namespace and, with checkpoints, on disk), so redefining a cell always takes effect.
-- Edges may name tasks that are not defined yet: after a kernel restart cells are re-run in any
-  order. Unknown names are reported when a run needs them; a cycle among defined tasks is
-  refused as soon as the cell that would close it is run, and the old definition stays.
-- A cell body runs in a *snapshot* of the user namespace (so imports and functions from earlier
-  cells work) with upstream results bound under their task names. Assignments inside a task cell
-  stay inside it: parallel tasks never race on the user's globals, and what a task contributes
-  to the namespace is exactly its result, stored under its name when it completes.
-- A task's identity is its name, its arguments (none) and ``Task.version``, a hash of the cell
-  source; the engine folds parents' fingerprints into a child's, so changing a cell invalidates
-  that node and everything downstream of it, and nothing else.
+- ``Session`` is a thin owner of the pieces, each in its own module: the definitions registry
+  (``_definitions``: cells checked, compiled, kept by name, cycles refused), the graph
+  algorithms (``_plan``), the runs (``_runs``: a fresh runner per run, cells submitted in plan
+  order, and :class:`~._runs.Run`, which owns start, wait and cancel), where checkpoints go
+  (``_checkpoint_file``), priming (``_priming``), ``%wfy_schedule`` (``_schedules``) and Dask
+  cells (``_dask_cells``). It keeps what ties them together: the user namespace, the latest
+  result of each task, the current run and the settings.
+- It is the model only: it returns values and raises :class:`~._exceptions.SessionError` for
+  user mistakes; it never prints and never imports IPython. The magics are the interface and
+  ``_tables`` formats its text. So the session is usable, and tested, without a kernel:
+  ``Session(user_ns={})`` gives one over a plain dict.
+- A cell contributes exactly its result to the namespace, stored under its name when it
+  completes (or is restored); a task's identity is its name and ``Task.version`` (the cell
+  source plus the notebook functions, classes and constants it refers to), and the engine
+  folds parents' fingerprints into a child's, so changing a cell invalidates that node and
+  everything downstream of it, and nothing else.
 - Checkpoints (cloudpickle, signed) are on by default in a kernel, in ``.wfy/<notebook>.ckpt``
-  beside the notebook. Every run resumes from the checkpoint, so after a kernel restart
-  re-running the cells primes what completed; defining a cell already restores its stored
-  result (and that of any task whose upstream just became complete) into the namespace, so
-  cells can be re-run in any order. A task's version also covers the notebook functions,
-  classes and plain constants its cell refers to: editing a helper cell re-runs its users.
-- Sync cells run on the thread backend by default (a data-science cell would otherwise block the
-  run's event loop); cells using top-level ``await`` run on the asyncio backend, and
-  ``--backend process`` cells on an asyncio task that ships them to a worker (``_shipping``).
-
-The cell itself (compiling, identity, execution) is in ``_cells``, the graph algorithms in
-``_plan``, where checkpoints go in ``_checkpoint_file``, ``%wfy_schedule`` in ``_schedules``.
+  beside the notebook. Every run resumes from the checkpoint; defining a cell already restores
+  its stored result (and that of any task whose upstream just became complete).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
-import threading
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from IPython.core.error import UsageError
-
-from .._arguments import check_file_path, check_optional_seconds
-from .._handle import RunResults, TaskHandle, TaskResult
-from .._task import Task
+from .. import RunResults, TaskResult
 from ..exceptions import CheckpointError
+from ..validation import check_file_path, check_optional_seconds
 from ._cells import BACKEND_CHOICES as BACKEND_CHOICES
 from ._cells import CellTask as CellTask
 from ._cells import cell_version as cell_version
 from ._cells import check_name as check_name
 from ._cells import compile_cell as compile_cell
-from ._cells import (
-    effective_version,
-    exec_async,
-    exec_sync,
-    referenced_names,
-    register_source,
-    resolve_backend,
-    to_python,
-)
-from ._checkpoint_file import CheckpointFile, Preloaded, is_kernel_shell
+from ._cells import effective_version
+from ._checkpoint_file import CheckpointFile, is_kernel_shell
 from ._checkpoint_file import default_checkpoint_path as default_checkpoint_path
 from ._checkpoint_file import notebook_path as notebook_path
 from ._dask_cells import DaskLane
-from ._plan import SessionCycleError as SessionCycleError
-from ._plan import downstream, find_cycle, unknown_task, upstream_defined
-from ._plan import plan as plan_cells
+from ._definitions import Definitions, new_cell
+from ._exceptions import RunInProgressError, SessionError
+from ._exceptions import SessionCycleError as SessionCycleError
+from ._plan import downstream, upstream_defined
+from ._priming import stored_results
+from ._runs import Run as Run
+from ._runs import new_runner, submit_plan
 from ._schedules import ScheduleBook
-from ._shipping import fresh_pool, run_in_worker
-from ._tables import duration
 
 if TYPE_CHECKING:
-    from .._checkpoint import FileCheckpointer
-    from .._events import TaskEvent
-    from .._run import TaskRunner
+    from .. import FileCheckpointer, TaskEvent, TaskRunner
 
 # The names before Session are re-exported from the modules that own them, for callers that
 # knew them here.
@@ -89,25 +68,6 @@ __all__ = [
     "default_checkpoint_path",
     "notebook_path",
 ]
-
-
-# -- the run -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """One run of (part of) the session DAG on a fresh runner."""
-
-    runner: TaskRunner
-    handles: dict[str, TaskHandle[Any]]
-    names: tuple[str, ...]
-    future: concurrent.futures.Future[RunResults] | None = None
-
-    @property
-    def done(self) -> bool:
-        if self.future is not None:
-            return self.future.done()
-        return not self.runner.running and all(h.status.terminal for h in self.handles.values())
 
 
 class Session:
@@ -129,29 +89,28 @@ class Session:
         if checkpoint is None:  # auto: on in a Jupyter kernel, off elsewhere
             checkpoint = shell is not None and is_kernel_shell(shell)
         self._checkpoint = CheckpointFile()
-        self._tasks: dict[str, CellTask] = {}
-        self._lock = threading.RLock()
+        self._definitions = Definitions()
         self.configure_checkpoint(checkpoint)
         #: The latest outcome of each task, by name (kept across runs for %wfy_status).
         self.results: dict[str, TaskResult] = {}
         #: The run started last (blocking or background).
         self.last_run: Run | None = None
         self.max_workers: int | None = None
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._old_runners: list[TaskRunner] = []
         self.schedules = ScheduleBook(self)
         #: Where ``--backend dask`` cells run (``%wfy_config --dask ADDRESS``).
         self.dask = DaskLane()
         #: Tasks the latest ``define`` restored from the checkpoint into the namespace.
         self.last_primed: list[str] = []
+        #: Why the latest ``define`` could not restore anything (an unreadable checkpoint).
+        self.last_prime_error: CheckpointError | None = None
 
     # -- definitions ---------------------------------------------------------------------------
 
     @property
     def tasks(self) -> dict[str, CellTask]:
         """A copy of the current definitions, in definition order."""
-        with self._lock:
-            return dict(self._tasks)
+        return self._definitions.snapshot()
 
     def define(
         self,
@@ -165,80 +124,25 @@ class Session:
         cache: bool = False,
     ) -> CellTask:
         """Define (or redefine) the node ``name`` whose body is ``source``; do not run it."""
-        check_name(name)
-        edges: list[str] = []
-        for a in after:
-            if isinstance(a, str) and "," in a:
-                raise UsageError(
-                    f"--after takes task names separated by spaces, not commas: write "
-                    f"--after {' '.join(p for p in a.split(',') if p)} (got {a!r})"
-                )
-            check_name(a, "--after task name")
-            if a not in edges:
-                edges.append(a)
-        if name in edges:
-            raise SessionCycleError(
-                f"task {name!r} cannot run --after itself; remove {name!r} from --after",
-                cycle=(name, name),
-            )
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise UsageError(f"--retries must be a whole number >= 0, got {retries!r}")
-        try:
-            timeout = check_optional_seconds("--timeout", timeout, above=True,
-                                             fix="leave --timeout out for no timeout")
-        except (TypeError, ValueError) as exc:
-            raise UsageError(str(exc)) from None
-        code = to_python(self.shell, source)
-        filename = f"<wfy-task {name}>"
-        body, last, is_async = compile_cell(code, filename)
-        register_source(filename, code)
-        resolved = resolve_backend(name, backend, is_async)
-        cell = CellTask(
-            name=name, source=source, code=code, after=tuple(edges), retries=retries,
-            timeout=timeout, backend=resolved, version=cell_version(source),
-            is_async=is_async, filename=filename, body=body, last=last,
-            refs=tuple(sorted(referenced_names(body, last) - set(edges))),
-            cache=cache,
-        )
-        with self._lock:
-            trial = dict(self._tasks)
-            trial[name] = cell
-            cycle = find_cycle(trial, name)
-            if cycle:
-                path = " -> ".join(cycle)
-                raise SessionCycleError(
-                    f"task {name!r} would close a dependency cycle ({path}, where 'a -> b' means "
-                    f"a runs --after b); the previous definition of {name!r} is kept",
-                    cycle=tuple(cycle),
-                )
-            self._tasks[name] = cell
+        cell = new_cell(self.shell, name, source, after, retries, timeout, backend, cache)
+        self._definitions.add(cell)
         self.last_primed = self._prime_after_define(name)
         return cell
-
     def forget(self, names: Sequence[str] | None = None) -> list[str]:
         """Drop the named definitions (all when ``names`` is None); return what was dropped."""
-        with self._lock:
-            if names is None:
-                dropped = list(self._tasks)
-                self._tasks.clear()
-                self.results.clear()
-                return dropped
-            for n in names:
-                if n not in self._tasks:
-                    raise UsageError(unknown_task(self._tasks, n))
-            for n in names:
-                del self._tasks[n]
-                self.results.pop(n, None)
-            return list(names)
+        dropped = self._definitions.forget(names)
+        if names is None:
+            self.results.clear()
+        for n in dropped:
+            self.results.pop(n, None)
+        return dropped
 
     # -- planning ------------------------------------------------------------------------------
 
     def plan(self, names: Sequence[str] | None = None) -> list[CellTask]:
         """The named tasks (all when empty) plus everything upstream, in the order they run
         (ties in definition order)."""
-        with self._lock:
-            tasks = dict(self._tasks)
-        return plan_cells(tasks, names)
+        return self._definitions.plan(names)
 
     # -- building and running ------------------------------------------------------------------
 
@@ -260,56 +164,13 @@ class Session:
         """
         plan = self.plan(names)
         workers = max_workers if max_workers is not None else self.max_workers
-        runner = self._new_runner(workers, restore=restore, persist=persist,
-                                  cache=any(c.cache for c in plan))
+        runner = new_runner(self.checkpointer() if persist else None, workers, restore=restore,
+                            cache=any(c.cache for c in plan))
         runner.subscribe(self._land)
         for listener in listeners:
             runner.subscribe(listener)
-        handles = self._submit_plan(runner, plan)
+        handles = submit_plan(runner, plan, self.user_ns, self.effective_version, self.dask)
         return Run(runner=runner, handles=handles, names=tuple(c.name for c in plan))
-
-    def _submit_plan(self, runner: TaskRunner, plan: Sequence[CellTask]
-                     ) -> dict[str, TaskHandle[Any]]:
-        handles: dict[str, TaskHandle[Any]] = {}
-        for cell in plan:
-            upstream = {a: handles[a] for a in cell.after}
-            version = self.effective_version(cell)
-            node = Task(
-                self._make_body(cell, upstream),
-                name=cell.name,
-                backend="asyncio" if cell.backend in ("process", "dask") else cell.backend,
-                retries=cell.retries,
-                # Cells retry at once, as they always did (the magics have no backoff flag);
-                # the engine's own default is 0.1.0's exponential backoff.
-                backoff="none",
-                timeout=cell.timeout,
-                version=version,
-                cache=cell.cache,
-                cache_key_fn=_cell_cache_key(version, upstream) if cell.cache else None,
-            )
-            handles[cell.name] = runner.submit(
-                node, depends_on=list(upstream.values()), task_key=cell.name
-            )
-        return handles
-
-    def _new_runner(self, max_workers: int | None, *, restore: bool, persist: bool,
-                    cache: bool = False) -> TaskRunner:
-        from .._run import TaskRunner
-
-        # Failures are reported by the magic after the run; the other branches keep going.
-        # --cache cells share the engine's disk store, which outlives the kernel.
-        options: dict[str, Any] = {"max_workers": max_workers, "on_task_error": "continue",
-                                   "cache": "disk" if cache else False}
-        ckpt = self.checkpointer() if persist else None
-        if ckpt is None:
-            return TaskRunner(**options)
-        if not ckpt.exists():
-            return TaskRunner(checkpointer=ckpt, **options)
-        if restore:
-            return TaskRunner.resume(ckpt, **options)
-        # Load anyway: the checkpointer must build on the stored segments, not replace them.
-        ckpt.read_records()
-        return TaskRunner(checkpointer=ckpt, **options)
 
     def effective_version(self, cell: CellTask) -> str:
         """The cell's source hash, extended by what it uses from the notebook namespace:
@@ -323,55 +184,18 @@ class Session:
             "completed", "restored", "failed", "skipped", "cancelled"
         ):
             return
-        result = handle.to_result()
-        self.results[handle.key] = result
+        self._store(handle.to_result())
+
+    def _store(self, result: TaskResult) -> None:
+        self.results[result.key] = result
         if result.ok:
-            self.user_ns[handle.key] = result.value
-
-    def _make_body(
-        self, cell: CellTask, upstream: dict[str, TaskHandle[Any]]
-    ) -> Callable[[], Any]:
-        user_ns = self.user_ns
-
-        def namespace() -> dict[str, Any]:
-            g = dict(user_ns)
-            for n, h in upstream.items():
-                g[n] = h.result()
-            return g
-
-        fn: Callable[[], Any]
-        if cell.backend in ("process", "dask"):
-            pool = self._process_pool if cell.backend == "process" else self.dask.executor
-
-            async def run_process_cell() -> Any:
-                return await run_in_worker(pool, cell, namespace())
-
-            fn = run_process_cell
-        elif cell.is_async:
-
-            async def run_async_cell() -> Any:
-                return await exec_async(cell, namespace())
-
-            fn = run_async_cell
-        else:
-
-            def run_cell() -> Any:
-                return exec_sync(cell, namespace())
-
-            fn = run_cell
-        fn.__qualname__ = fn.__name__ = f"wfy_task_{cell.name}"
-        return fn
-
-    def _process_pool(self) -> concurrent.futures.ProcessPoolExecutor:
-        with self._lock:
-            pool = self._pool = fresh_pool(self._pool, self.max_workers)
-            return pool
+            self.user_ns[result.key] = result.value
 
     def check_idle(self) -> None:
         """Refuse to start a run while the previous background run is still going."""
         run = self.last_run
         if run is not None and not run.done:
-            raise UsageError(
+            raise RunInProgressError(
                 "a run of this session is still going (started with --background): wait for "
                 "it, check it with %wfy_status, or stop it with %wfy_cancel"
             )
@@ -381,41 +205,29 @@ class Session:
         self._retire_old_runners()
         self.last_run = run
         if background:
-            run.future = run.runner.run_in_background()
+            run.start()
         return run
 
     def wait(self, run: Run) -> RunResults:
         """Run ``run`` to the end in the calling thread (kernel cell or plain thread)."""
-        try:
-            return run.runner.run()
-        except KeyboardInterrupt:
-            # The kernel was interrupted while the cell waited: stop the tasks too.
-            run.runner.cancel_all()
-            raise
+        return run.wait()
 
     def wait_for_run(self, timeout: float | None = None) -> RunResults:
         """Block until the latest run (a ``--background`` one included) has ended; its results.
 
-        Raises ``UsageError`` when no run was started yet, and ``TimeoutError`` when *timeout*
-        seconds pass first (the run goes on; wait again or cancel it).
+        The same as ``session.last_run.wait(timeout)``: raises ``SessionError`` when no run
+        was started yet, and ``TimeoutError`` when *timeout* seconds pass first (the run goes
+        on; wait again or cancel it).
         """
+        run = self.last_run
         try:
             timeout = check_optional_seconds("wait_for_run(timeout=...)", timeout, above=True,
                                              fix="pass None to wait as long as it takes")
         except (TypeError, ValueError) as exc:
-            raise UsageError(str(exc)) from None
-        run = self.last_run
+            raise SessionError(str(exc)) from None
         if run is None:
-            raise UsageError("no run was started in this session yet: start one with %wfy_run")
-        if run.future is None:  # a blocking run: it ended before its cell did
-            return run.runner.results()
-        try:
-            return run.future.result(timeout=timeout)
-        except concurrent.futures.TimeoutError:
-            raise TimeoutError(
-                f"the run is still going after {timeout} s: wait again, or stop it with "
-                "%wfy_cancel"
-            ) from None
+            raise SessionError("no run was started in this session yet: start one with %wfy_run")
+        return run.wait(timeout)
 
     def run(self, names: Sequence[str] | None = None, *, max_workers: int | None = None
             ) -> RunResults:
@@ -437,10 +249,7 @@ class Session:
     def cancel(self) -> bool:
         """Cancel the current run, if one is going; True if there was one."""
         run = self.last_run
-        if run is None or run.done:
-            return False
-        run.runner.cancel_all()
-        return True
+        return run is not None and run.cancel()
 
     def _retire_old_runners(self) -> None:
         # Shut down finished runners lazily: doing it from a run's own completion callback
@@ -462,10 +271,6 @@ class Session:
         self.schedules.close()
         self.cancel()
         self._retire_old_runners()
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
         self.dask.close()
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -481,7 +286,7 @@ class Session:
             try:  # a directory would fail only at the first run's save
                 check_file_path("checkpoint", os.path.expanduser(checkpoint))
             except ValueError as exc:
-                raise UsageError(str(exc)) from None
+                raise SessionError(str(exc)) from None
         return self._checkpoint.configure(checkpoint, self.user_ns)
 
     def checkpointer(self) -> FileCheckpointer | None:
@@ -496,22 +301,19 @@ class Session:
         """Restore ``name`` and any task whose upstream it completes, if the checkpoint has
         them with a matching identity: after a restart, running the cells (in any order)
         brings the results back without running anything."""
+        self.last_prime_error = None
         if self.checkpoint_path is None:
             return []
         try:
             return self.prime(downstream(self.tasks, name))
-        except CheckpointError as exc:
-            import sys
-
-            print(f"wfy: results were not restored: {exc}", file=sys.stderr)
+        except CheckpointError as exc:  # the definition stands; the magic says why
+            self.last_prime_error = exc
             return []
 
     def prime(self, names: Iterable[str] | None = None) -> list[str]:
         """Put the stored results of ``names`` (default: all) in the namespace, without running
         anything; only tasks whose whole upstream is defined can be checked. Returns the names
         restored."""
-        from .._run import TaskRunner
-
         records = self._checkpoint.stored_records()
         if not records:
             return []
@@ -522,85 +324,9 @@ class Session:
             return []
         try:
             plan = self.plan(ready)
-        except UsageError:
+        except SessionError:
             return []
-        restored: list[str] = []
-        targets = set(ready)
-
-        def land(event: TaskEvent) -> None:
-            h = event.handle
-            if event.kind == "restored" and h is not None and h.key in targets:
-                self._land(event)
-                restored.append(h.key)
-
-        # A throwaway runner that never runs: submitting primes what matches, nothing else.
-        runner = TaskRunner.resume(Preloaded(records), on_task_error="continue")
-        runner.subscribe(land)
-        self._submit_plan(runner, plan)
-        return restored
-
-    # -- reporting -----------------------------------------------------------------------------
-
-    def describe_config(self) -> list[str]:
-        """Human-readable lines about the session's settings, for %wfy_status."""
-        from ._loop import nest_asyncio_enabled
-
-        lines = []
-        path = self.checkpoint_path
-        if path is None:
-            lines.append("checkpoint: off")
-        else:
-            state = "" if path.exists() else " (nothing stored yet)"
-            lines.append(f"checkpoint: {path}{state}")
-        if self.max_workers is not None:
-            lines.append(f"max workers: {self.max_workers}")
-        dask = self.dask.describe()
-        if dask is not None:
-            lines.append(dask)
-        if nest_asyncio_enabled():
-            lines.append("loop mode: nest_asyncio (runs happen on the kernel's own loop)")
-        return lines
-
-    def status_rows(self) -> list[dict[str, str]]:
-        """One row per defined task: options and the latest outcome, for %wfy_status."""
-        rows = []
-        for cell in self.tasks.values():
-            res = self.results.get(cell.name)
-            live = None
-            run = self.last_run
-            if run is not None and cell.name in run.handles and not run.done:
-                live = run.handles[cell.name]
-            status = "not run"
-            attempts = took = ""
-            if live is not None:
-                status = live.status.value
-                attempts = str(live.attempts) if live.attempts else ""
-            elif res is not None:
-                status = res.status.value + (" (restored)" if res.restored else "")
-                attempts = str(res.attempts) if res.attempts else ""
-                took = duration(res.duration)
-            rows.append({
-                "task": cell.name,
-                "after": ", ".join(cell.after) or "-",
-                "backend": cell.backend,
-                "status": status,
-                "attempts": attempts,
-                "duration": took,
-                "version": cell.version[:8],
-            })
-        return rows
-
-
-def _cell_cache_key(version: str, upstream: dict[str, TaskHandle[Any]]
-                    ) -> Callable[..., str]:
-    """A ``--cache`` cell's key: its effective version (source and the namespace values it
-    reads) and its --after tasks' results, which reach the body by name, not as arguments."""
-    import hashlib
-
-    from .._identity import encode_args
-
-    def key(fn: Any, args: Any, kwargs: Any) -> str:
-        values = {n: h.result() for n, h in upstream.items()}
-        return f"{version}:{hashlib.sha256(encode_args((), values)).hexdigest()}"
-
-    return key
+        restored = stored_results(plan, set(ready), records, self.effective_version)
+        for result in restored:
+            self._store(result)
+        return [r.key for r in restored]

@@ -22,7 +22,7 @@ import html
 from collections import Counter
 from collections.abc import Sequence
 
-from .._html import (
+from ..display import (
     STATE_STYLES,
     STATES,
     NodeSnapshot,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._html import STATE_STYLES, display_key, format_duration, state_of
+from ..display import STATE_STYLES, display_key, format_duration, state_of
 
 __all__ = ["MAX_ROWS", "Segment", "TimelineRecorder", "TimelineRow", "timeline_svg"]
 

@@ -3,7 +3,9 @@
 A cell's exception travels through the engine (a pool's worker, the dispatcher, the session's
 wrapper) before it reaches the cell's code; those frames say nothing about the bug. What is
 kept: the ``<wfy-task NAME>`` frames and whatever the cell called, the exception lines, notes,
-and chained causes (each trimmed the same way).
+and chained causes (each trimmed the same way). The copy of a worker's traceback that a process
+pool chains to what it sends back (``_RemoteTraceback``) is dropped too: a shipped cell's
+exception carries its user part as a note already.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ def _user_frames(frames: Iterable[traceback.FrameSummary]) -> list[traceback.Fra
     return kept
 
 
+def _is_pool_copy(te: traceback.TracebackException) -> bool:
+    kind = te.exc_type
+    return kind is not None and (kind.__module__, kind.__qualname__) == (
+        "concurrent.futures.process", "_RemoteTraceback")
+
+
 def user_traceback(exc: BaseException) -> str:
     """``exc`` formatted like ``traceback.format_exception``, without the library's frames.
 
@@ -64,6 +72,8 @@ def user_traceback(exc: BaseException) -> str:
             continue
         seen.add(id(te))
         te.stack = traceback.StackSummary.from_list(_user_frames(te.stack))
+        if te.__cause__ is not None and _is_pool_copy(te.__cause__):
+            te.__cause__ = None
         pending.extend(t for t in (te.__cause__, te.__context__) if t is not None)
         pending.extend(te.exceptions or ())
     return "".join(top.format())

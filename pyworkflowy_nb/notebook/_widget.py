@@ -28,7 +28,7 @@ Design decisions:
 - The picture never makes the output wider than the page: the SVG scales down to the output's
   width and a tall graph scrolls in its own box. Past a few dozen tasks the details table
   starts folded (failures and running tasks first when it is opened).
-- Time and timers come from one clock, the engine's (``pyworkflowy_nb._clock.Clock``): by
+- Time and timers come from one clock, the engine's (``pyworkflowy_nb.schedule.Clock``): by
   default the runner's, so a view of a runner on a ``MockClock`` redraws on virtual time, and
   tests count redraws against a ``MockClock`` instead of measuring wall time. Redraws are paced
   on that clock's ``time()``; a delay is never longer than the pacing itself needs, so a wall
@@ -44,11 +44,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._html import (
-    NodeSnapshot,
-    nodes_table_html,
-    snapshot_handles,
-)
+from ..display import NodeSnapshot, nodes_table_html, snapshot_handles
 from ..schedule import Clock, SystemClock
 from . import _dot, _static
 from ._timeline import TimelineRecorder, timeline_svg
@@ -328,14 +324,20 @@ class RunnerWidget:
             self._last_source, self._last_graph = source, graph
         return graph
 
+    def _disarm(self) -> bool:
+        """Cancel the pending redraw timer (lock held); True if there was one."""
+        timer, self._timer = self._timer, None
+        if timer is None:
+            return False
+        timer.cancel()
+        return True
+
     # -- public -------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Redraw now, in the calling thread (or right after a redraw that is in progress)."""
         with self._lock:
             self._dirty = True
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            if self._disarm():
                 self._due = self._drawing
         self._fire(None)
 
@@ -354,9 +356,7 @@ class RunnerWidget:
         """Stop following the runner; the last picture stays on screen."""
         with self._lock:
             self._closed = True
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._disarm()
             self._idle.notify_all()
         unsubscribe, self._unsubscribe = self._unsubscribe, None
         if unsubscribe is not None:
@@ -417,7 +417,7 @@ def register_display(shell: Any = None) -> bool:
         shell = get_ipython()
     if shell is None or getattr(shell, "kernel", None) is None:
         return False  # a terminal cannot show widgets; keep the text repr there
-    from .._run import TaskRunner
+    from .. import TaskRunner
 
     shell.display_formatter.mimebundle_formatter.for_type(TaskRunner, _runner_bundle)
     return True

@@ -167,7 +167,7 @@ def relative_files(root: Path, name: str) -> list[str]:
 @pytest.fixture(scope="module")
 def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Point the per-user signing key at a temp file, never at the real home."""
-    from pyworkflowy_nb.notebook._keys import KEY_ENV_VAR
+    from pyworkflowy_nb._keys import KEY_ENV_VAR
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(KEY_ENV_VAR, str(tmp_path_factory.mktemp("key") / "checkpoint.key"))
