@@ -39,6 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 #: Default seconds to wait for one cell to finish; a guard against hangs, not a speed limit.
 #: A kernel is a process of its own competing for a busy machine: four times the usual guard.
 CELL_TIMEOUT = 4 * HANG_GUARD
+# The MIME type of an ipywidgets view in a display message.
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 Message = dict[str, Any]
 

@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kernel_utils import Kernel
+from kernel_utils import WIDGET_MIME, Kernel
 
 distributed = pytest.importorskip("distributed")
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(600)]
-
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,12 @@ from typing import Any
 
 import pytest
 from engine_helpers import wait_until
-from kernel_utils import CELL_TIMEOUT, CellResult, Kernel
+from kernel_utils import CELL_TIMEOUT, WIDGET_MIME, CellResult, Kernel
 
 from pyworkflowy_nb.exceptions import CheckpointError
 from pyworkflowy_nb.notebook._checkpoint import CloudpickleCheckpointer
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(600)]
-
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")

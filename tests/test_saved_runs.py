@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from engine_helpers import wait_until
-from kernel_utils import CELL_TIMEOUT, REPO, Kernel, Message
+from kernel_utils import CELL_TIMEOUT, REPO, WIDGET_MIME, Kernel, Message
 
 from pyworkflowy_nb._html import STATE_STYLES
 from pyworkflowy_nb.notebook._dot import find_dot, node_id
@@ -24,8 +24,6 @@ pytestmark = [
     pytest.mark.timeout(600),
     pytest.mark.skipif(find_dot() is None, reason="Graphviz 'dot' is not installed"),
 ]
-
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
